@@ -1,0 +1,317 @@
+//! The error type: one enum a caller can match on.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Everything that can go wrong when taking, extending or releasing a lease.
+///
+/// Match on the variant to decide what to do; the `is_*` helpers answer the common questions
+/// (should I retry later? is the server down?). No variant's `Debug` or `Display` contains a
+/// password or a lease token.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another holder has the lock, and the retry policy allowed no further attempt.
+    Contended {
+        /// How long the current holder's lease still runs, as Redis reported it; `None` when the
+        /// key has no expiry (it was written by something other than redlease).
+        remaining_ttl: Option<Duration>,
+    },
+    /// The lock stayed held by others until the retry policy's deadline passed.
+    TimedOut {
+        /// How long the caller waited.
+        waited: Duration,
+        /// The holder's remaining lease at the last attempt, as in [`Error::Contended`].
+        remaining_ttl: Option<Duration>,
+    },
+    /// The lease is no longer ours, so it cannot be extended.
+    NotHeld(NotHeld),
+    /// A key redlease uses holds data of another type (a list, a hash, a non-numeric counter):
+    /// some other code writes to redlease's key space.
+    WrongType {
+        /// The offending key.
+        key: String,
+        /// The Redis type found there (`list`, `hash`, `string`, ...).
+        found: String,
+    },
+    /// A configuration value or argument was rejected before anything was sent.
+    InvalidConfig(ConfigError),
+    /// Redis could not be reached, did not answer in time, or answered with an error.
+    Backend(BackendError),
+    /// The operating system's random source failed, so no lease token could be drawn.
+    Entropy(String),
+}
+
+impl Error {
+    /// The lock is held by someone else (after the retry policy gave up, or at its deadline).
+    pub fn is_contended(&self) -> bool {
+        matches!(self, Self::Contended { .. } | Self::TimedOut { .. })
+    }
+
+    /// A command or connection attempt ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Backend(e) if e.kind == BackendErrorKind::Timeout)
+    }
+
+    /// The server could not be reached or the connection broke.
+    pub fn is_connection(&self) -> bool {
+        matches!(self, Self::Backend(e) if e.kind == BackendErrorKind::Connection)
+    }
+
+    /// The error came from the Redis side (connection, timeout or server error), so trying
+    /// again later may succeed.
+    pub fn is_backend(&self) -> bool {
+        matches!(self, Self::Backend(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Contended { remaining_ttl } => {
+                write!(f, "lock is held by another owner")?;
+                write_remaining(f, *remaining_ttl)
+            }
+            Self::TimedOut {
+                waited,
+                remaining_ttl,
+            } => {
+                write!(f, "timed out after {waited:?} waiting for the lock")?;
+                write_remaining(f, *remaining_ttl)
+            }
+            Self::NotHeld(reason) => write!(f, "lease is not held: {reason}"),
+            Self::WrongType { key, found } => write!(
+                f,
+                "key {key:?} holds a Redis {found}, not a redlease lock: another program writes to this key"
+            ),
+            Self::InvalidConfig(e) => write!(f, "invalid configuration: {e}"),
+            Self::Backend(e) => write!(f, "{e}"),
+            Self::Entropy(e) => write!(
+                f,
+                "cannot draw a lease token from the OS random source: {e}"
+            ),
+        }
+    }
+}
+
+fn write_remaining(f: &mut fmt::Formatter<'_>, remaining: Option<Duration>) -> fmt::Result {
+    match remaining {
+        Some(ttl) => write!(f, " (its lease ends in {ttl:?})"),
+        None => write!(f, " (the key has no expiry)"),
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Backend(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Self::InvalidConfig(e)
+    }
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Self::Backend(e)
+    }
+}
+
+/// Why a lease is no longer held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NotHeld {
+    /// The lease ran out: the key is gone, or the guard's validity deadline has passed.
+    Expired,
+    /// The key now holds another owner's token.
+    HeldByOther,
+}
+
+impl fmt::Display for NotHeld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Expired => "it expired",
+            Self::HeldByOther => "another owner holds it",
+        })
+    }
+}
+
+/// A rejected configuration value or argument. Each variant names one rule.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TTL is zero.
+    ZeroTtl,
+    /// The TTL exceeds [`MAX_TTL`](crate::MAX_TTL).
+    TtlTooLarge {
+        /// The requested TTL.
+        ttl: Duration,
+        /// The largest accepted TTL.
+        max: Duration,
+    },
+    /// The TTL is not larger than the clock-drift allowance, so no lease could ever be valid.
+    TtlNotAboveDrift {
+        /// The requested TTL.
+        ttl: Duration,
+        /// The drift allowance for this TTL.
+        drift: Duration,
+    },
+    /// The lock name is empty.
+    EmptyName,
+    /// The lock name is longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes.
+    NameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The largest accepted length.
+        max: usize,
+    },
+    /// The lock name contains `{` or `}`, which would break the Cluster hash tag that keeps a
+    /// lock's keys in one slot.
+    NameHasBraces,
+    /// The key prefix is longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes or contains
+    /// `{` or `}`.
+    InvalidPrefix(String),
+    /// The drift factor is not a finite number in `0.0..1.0`.
+    InvalidDriftFactor(f64),
+    /// A timeout is zero.
+    ZeroTimeout(&'static str),
+    /// A retry policy is unusable (for example a zero attempt limit).
+    InvalidRetry(&'static str),
+    /// A Redis URL could not be parsed. The URL is shown with its password masked.
+    MalformedUrl {
+        /// The URL, password replaced by `***`.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroTtl => f.write_str("the TTL must be greater than zero"),
+            Self::TtlTooLarge { ttl, max } => {
+                write!(f, "the TTL {ttl:?} is larger than the maximum {max:?}")
+            }
+            Self::TtlNotAboveDrift { ttl, drift } => write!(
+                f,
+                "the TTL {ttl:?} must be larger than the clock-drift allowance {drift:?}"
+            ),
+            Self::EmptyName => f.write_str("the lock name must not be empty"),
+            Self::NameTooLong { len, max } => {
+                write!(f, "the lock name is {len} bytes long; the maximum is {max}")
+            }
+            Self::NameHasBraces => f.write_str(
+                "the lock name must not contain '{' or '}' (redlease wraps it in a Cluster hash tag)",
+            ),
+            Self::InvalidPrefix(why) => write!(f, "invalid key prefix: {why}"),
+            Self::InvalidDriftFactor(v) => {
+                write!(f, "the drift factor must be a finite number in [0, 1), got {v}")
+            }
+            Self::ZeroTimeout(which) => write!(f, "the {which} must be greater than zero"),
+            Self::InvalidRetry(why) => write!(f, "invalid retry policy: {why}"),
+            Self::MalformedUrl { url, reason } => {
+                write!(f, "malformed Redis URL {url:?}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What kind of backend failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The server could not be reached, refused the connection, or the connection broke.
+    Connection,
+    /// A connection attempt or command took longer than its timeout, or a reply arrived after
+    /// the lease it granted was no longer valid.
+    Timeout,
+    /// The server answered with an error (authentication, ACL permission, out of memory,
+    /// read-only replica, ...).
+    Server,
+    /// The server answered something redlease's scripts never return.
+    Protocol,
+}
+
+/// A failure on the Redis side, with the server it concerns and the underlying error.
+#[derive(Debug)]
+pub struct BackendError {
+    kind: BackendErrorKind,
+    node: String,
+    context: &'static str,
+    source: Option<redis::RedisError>,
+}
+
+impl BackendError {
+    pub(crate) fn new(
+        kind: BackendErrorKind,
+        node: &str,
+        context: &'static str,
+        source: Option<redis::RedisError>,
+    ) -> Self {
+        Self {
+            kind,
+            node: node.to_owned(),
+            context,
+            source,
+        }
+    }
+
+    /// Classifies a `redis` crate error.
+    pub(crate) fn from_redis(node: &str, context: &'static str, e: redis::RedisError) -> Self {
+        let kind = if e.is_timeout() {
+            BackendErrorKind::Timeout
+        } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+            BackendErrorKind::Connection
+        } else if matches!(
+            e.kind(),
+            redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+        ) {
+            BackendErrorKind::Protocol
+        } else {
+            BackendErrorKind::Server
+        };
+        Self::new(kind, node, context, Some(e))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+
+    /// The server concerned, as `host:port` (never with credentials).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            BackendErrorKind::Connection => "connection failed",
+            BackendErrorKind::Timeout => "timed out",
+            BackendErrorKind::Server => "server error",
+            BackendErrorKind::Protocol => "unexpected reply",
+        };
+        write!(f, "Redis {}: {what} while {}", self.node, self.context)?;
+        if let Some(e) = &self.source {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

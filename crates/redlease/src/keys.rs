@@ -1,0 +1,94 @@
+//! Where a lock lives in Redis: key names derived from the prefix and the lock name.
+
+use crate::error::ConfigError;
+
+/// Longest accepted lock name and key prefix, in bytes.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// The keys of one lock. Both carry the name as a Cluster hash tag (`prefix{name}…`), so they
+/// live in one slot and one script can touch both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keys {
+    /// Holds the owner's token, with the lease's TTL.
+    pub(crate) lock: String,
+    /// The fencing counter: incremented by every grant, never expires.
+    pub(crate) fence: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str, name: &str) -> Result<Self, ConfigError> {
+        validate_name(name)?;
+        let lock = format!("{prefix}{{{name}}}");
+        let fence = format!("{lock}:fence");
+        Ok(Self { lock, fence })
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::EmptyName);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(ConfigError::NameTooLong {
+            len: name.len(),
+            max: MAX_NAME_LEN,
+        });
+    }
+    if name.contains(['{', '}']) {
+        return Err(ConfigError::NameHasBraces);
+    }
+    Ok(())
+}
+
+/// Checks a key prefix: braces in it would become the hash tag and put every lock in one slot.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    if prefix.len() > MAX_NAME_LEN {
+        return Err(ConfigError::InvalidPrefix(format!(
+            "it is {} bytes long; the maximum is {MAX_NAME_LEN}",
+            prefix.len()
+        )));
+    }
+    if prefix.contains(['{', '}']) {
+        return Err(ConfigError::InvalidPrefix(
+            "it must not contain '{' or '}' (the lock name is the hash tag)".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_name_as_hash_tag() {
+        let keys = Keys::new("redlease:", "jobs:nightly").unwrap();
+        assert_eq!(keys.lock, "redlease:{jobs:nightly}");
+        assert_eq!(keys.fence, "redlease:{jobs:nightly}:fence");
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(Keys::new("p:", ""), Err(ConfigError::EmptyName));
+        assert_eq!(Keys::new("p:", "a{b"), Err(ConfigError::NameHasBraces));
+        assert_eq!(Keys::new("p:", "}"), Err(ConfigError::NameHasBraces));
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            Keys::new("p:", &long),
+            Err(ConfigError::NameTooLong {
+                len: MAX_NAME_LEN + 1,
+                max: MAX_NAME_LEN
+            })
+        );
+        assert!(Keys::new("p:", &"x".repeat(MAX_NAME_LEN)).is_ok());
+        assert!(Keys::new("p:", "ünïcode name with spaces").is_ok());
+    }
+
+    #[test]
+    fn prefixes_are_validated() {
+        assert!(validate_prefix("").is_ok());
+        assert!(validate_prefix("app:locks:").is_ok());
+        assert!(validate_prefix("app{x}:").is_err());
+        assert!(validate_prefix(&"p".repeat(MAX_NAME_LEN + 1)).is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! Taking a lease: the attempt loop, its timing, and cleanup when an attempt's fate is unknown.
+
+use std::time::{Duration, Instant};
+
+use crate::client::Client;
+use crate::config::{DRIFT_FLOOR, MAX_TTL};
+use crate::error::{BackendError, BackendErrorKind, ConfigError, Error};
+use crate::guard::Guard;
+use crate::keys::Keys;
+use crate::node::Acquired;
+use crate::retry::Retry;
+use crate::token::Token;
+
+/// What to ask for when acquiring: the lease's TTL and how to retry while it is taken.
+///
+/// ```
+/// use std::time::Duration;
+/// use redlease::{LockOptions, Retry};
+///
+/// let options = LockOptions::new(Duration::from_secs(15)).retry(Retry::none());
+/// assert_eq!(options.ttl(), Duration::from_secs(15));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct LockOptions {
+    ttl: Duration,
+    retry: Retry,
+}
+
+impl LockOptions {
+    /// A lease of `ttl`, retried with [`Retry::default`]. The TTL is validated when used: it
+    /// must be above zero, at most [`MAX_TTL`](crate::MAX_TTL), and above the drift allowance.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            retry: Retry::default(),
+        }
+    }
+
+    /// How to retry while the lock is held by someone else.
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The lease's TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+/// The part of `ttl` a client does not trust: clock drift between client and server.
+pub(crate) fn drift(ttl: Duration, drift_factor: f64) -> Duration {
+    ttl.mul_f64(drift_factor) + DRIFT_FLOOR
+}
+
+/// Validates `ttl` and converts it to the whole milliseconds Redis takes, rounding up so that
+/// the server never expires a lease before the client stops trusting it.
+pub(crate) fn lease_millis(ttl: Duration, drift_factor: f64) -> Result<u64, ConfigError> {
+    if ttl.is_zero() {
+        return Err(ConfigError::ZeroTtl);
+    }
+    if ttl > MAX_TTL {
+        return Err(ConfigError::TtlTooLarge { ttl, max: MAX_TTL });
+    }
+    let drift = drift(ttl, drift_factor);
+    if ttl <= drift {
+        return Err(ConfigError::TtlNotAboveDrift { ttl, drift });
+    }
+    Ok(u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+}
+
+/// A token that may have been granted a lease nobody holds a guard for yet: after a request
+/// whose reply was lost, or while a request is in flight. If the acquire ends without a guard
+/// (error or cancellation), the lease is deleted in the background, by token.
+struct Unclaimed<'a> {
+    client: &'a Client,
+    keys: &'a Keys,
+    token: &'a Token,
+    maybe_granted: bool,
+}
+
+impl Drop for Unclaimed<'_> {
+    fn drop(&mut self) {
+        if self.maybe_granted {
+            crate::guard::release_in_background(self.client, self.keys.clone(), self.token.clone());
+        }
+    }
+}
+
+pub(crate) async fn acquire(
+    client: &Client,
+    name: &str,
+    options: &LockOptions,
+) -> Result<Guard, Error> {
+    let shared = client.shared();
+    let keys = Keys::new(&shared.prefix, name)?;
+    let ttl = options.ttl;
+    let ttl_ms = shared.lease_millis(ttl)?;
+    let retry = &options.retry;
+    retry.validate()?;
+    let trusted = ttl.saturating_sub(shared.drift(ttl));
+    let token = Token::generate()?;
+    let started = Instant::now();
+    let deadline = retry.get_timeout().map(|t| started + t);
+    let mut rng = fastrand::Rng::new();
+    let mut unclaimed = Unclaimed {
+        client,
+        keys: &keys,
+        token: &token,
+        maybe_granted: false,
+    };
+    let mut failed = 0u32;
+    loop {
+        let sent = Instant::now();
+        let valid_until = sent + trusted;
+        unclaimed.maybe_granted = true;
+        let outcome = shared.node.acquire(&keys, &token, ttl_ms, trusted).await;
+        let (failure, holder_remaining) = match outcome {
+            Ok(Acquired::Granted { fence }) if Instant::now() < valid_until => {
+                unclaimed.maybe_granted = false;
+                return Ok(Guard::new(
+                    client.clone(),
+                    name,
+                    keys.clone(),
+                    token.clone(),
+                    fence,
+                    ttl,
+                    valid_until,
+                ));
+            }
+            Ok(Acquired::Granted { .. }) => {
+                let late = BackendError::new(
+                    BackendErrorKind::Timeout,
+                    shared.node.label(),
+                    "acquiring a lease (the reply came after the lease's validity ended)",
+                    None,
+                );
+                (Error::Backend(late), None)
+            }
+            Ok(Acquired::Held { remaining }) => {
+                // The key holds another token, so no earlier attempt of ours was granted.
+                unclaimed.maybe_granted = false;
+                (
+                    Error::Contended {
+                        remaining_ttl: remaining,
+                    },
+                    remaining,
+                )
+            }
+            Err(e) if e.is_timeout() || e.is_connection() => (e, None),
+            Err(e) => return Err(e),
+        };
+        failed = failed.saturating_add(1);
+        let Some(mut delay) = retry.delay_after(failed, &mut rng) else {
+            return Err(failure);
+        };
+        if let Some(remaining) = holder_remaining {
+            delay = delay.min(remaining);
+        }
+        if let Some(deadline) = deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(match failure {
+                    Error::Contended { remaining_ttl } => Error::TimedOut {
+                        waited: now - started,
+                        remaining_ttl,
+                    },
+                    other => other,
+                });
+            }
+            delay = delay.min(deadline - now);
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_is_a_share_of_the_ttl_plus_a_floor() {
+        assert_eq!(
+            drift(Duration::from_secs(10), 0.01),
+            Duration::from_millis(102)
+        );
+        assert_eq!(drift(Duration::from_secs(10), 0.0), DRIFT_FLOOR);
+    }
+
+    #[test]
+    fn ttls_are_validated_and_rounded_up() {
+        assert_eq!(
+            lease_millis(Duration::ZERO, 0.01),
+            Err(ConfigError::ZeroTtl)
+        );
+        assert!(matches!(
+            lease_millis(MAX_TTL + Duration::from_millis(1), 0.01),
+            Err(ConfigError::TtlTooLarge { .. })
+        ));
+        assert!(matches!(
+            lease_millis(Duration::MAX, 0.01),
+            Err(ConfigError::TtlTooLarge { .. })
+        ));
+        assert!(matches!(
+            lease_millis(Duration::from_millis(2), 0.01),
+            Err(ConfigError::TtlNotAboveDrift { .. })
+        ));
+        assert_eq!(lease_millis(Duration::from_millis(3), 0.01), Ok(3));
+        assert_eq!(lease_millis(Duration::from_micros(3_001), 0.01), Ok(4));
+        assert_eq!(lease_millis(Duration::from_secs(30), 0.01), Ok(30_000));
+        assert_eq!(lease_millis(MAX_TTL, 0.99), Ok(365 * 24 * 3_600_000));
+    }
+}

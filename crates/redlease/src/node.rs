@@ -1,0 +1,271 @@
+//! One Redis server: a shared connection and the lease scripts sent over it.
+
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+use crate::error::{BackendError, BackendErrorKind, Error, NotHeld};
+use crate::guard::ReleaseOutcome;
+use crate::keys::Keys;
+use crate::token::Token;
+
+const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
+const RELEASE_LUA: &str = include_str!("scripts/release.lua");
+const EXTEND_LUA: &str = include_str!("scripts/extend.lua");
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
+
+/// What one acquire attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// The lease is ours, with this fencing token.
+    Granted { fence: u64 },
+    /// Another owner holds it for this much longer (`None`: the key has no expiry).
+    Held { remaining: Option<Duration> },
+}
+
+/// A connection of any kind the `redis` crate offers (multiplexed, managed, cluster, or the
+/// caller's own wrapper), cloned for each command so concurrent callers share it.
+trait SharedConnection: ConnectionLike + Send + Sync {
+    fn clone_box(&self) -> Box<dyn SharedConnection>;
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> SharedConnection for C {
+    fn clone_box(&self) -> Box<dyn SharedConnection> {
+        Box::new(self.clone())
+    }
+}
+
+struct AnyConnection(Box<dyn SharedConnection>);
+
+impl ConnectionLike for AnyConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+/// Awaits a Redis request for at most `limit`, turning failures into [`Error::Backend`].
+pub(crate) async fn bounded<T>(
+    node: &str,
+    context: &'static str,
+    limit: Duration,
+    request: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(BackendError::from_redis(node, context, e).into()),
+        Err(_elapsed) => {
+            Err(BackendError::new(BackendErrorKind::Timeout, node, context, None).into())
+        }
+    }
+}
+
+/// A Redis server and how to talk to it.
+pub(crate) struct Node {
+    connection: Box<dyn SharedConnection>,
+    /// `host:port` (or a description of a caller-supplied connection); never credentials.
+    label: String,
+    command_timeout: Duration,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("label", &self.label)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    pub(crate) fn new<C>(connection: C, label: String, command_timeout: Duration) -> Self
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        Self {
+            connection: Box::new(connection),
+            label,
+            command_timeout,
+        }
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Loads the scripts in one round trip, so that the first lease costs one round trip
+    /// rather than three (`EVALSHA`, `NOSCRIPT`, `SCRIPT LOAD`). This is also the first
+    /// request on a new connection, so it proves the server answers. After a server restart
+    /// the scripts are reloaded on demand.
+    pub(crate) async fn load_scripts(&self) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        for source in [ACQUIRE_LUA, RELEASE_LUA, EXTEND_LUA] {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(source);
+        }
+        let mut conn = AnyConnection(self.connection.clone_box());
+        let loading = pipe.query_async::<Vec<String>>(&mut conn);
+        bounded(
+            &self.label,
+            "loading scripts",
+            self.command_timeout,
+            loading,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs one script call, bounded by `limit` (itself capped by the command timeout).
+    async fn run<F, Fut>(
+        &self,
+        context: &'static str,
+        limit: Duration,
+        call: F,
+    ) -> Result<[Value; 2], Error>
+    where
+        F: FnOnce(AnyConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<Vec<Value>>>,
+    {
+        let connection = AnyConnection(self.connection.clone_box());
+        let limit = limit.min(self.command_timeout);
+        let reply = bounded(&self.label, context, limit, call(connection)).await?;
+        <[Value; 2]>::try_from(reply).map_err(|_| self.protocol_error(context))
+    }
+
+    fn protocol_error(&self, context: &'static str) -> Error {
+        BackendError::new(BackendErrorKind::Protocol, &self.label, context, None).into()
+    }
+
+    fn int(&self, value: &Value, context: &'static str) -> Result<i64, Error> {
+        match value {
+            Value::Int(n) => Ok(*n),
+            _ => Err(self.protocol_error(context)),
+        }
+    }
+
+    fn wrong_type(key: &str, found: &Value) -> Error {
+        let found = match found {
+            Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Value::SimpleString(s) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        Error::WrongType {
+            key: key.to_owned(),
+            found: if found == "string" {
+                "string that is not a positive integer".to_owned()
+            } else {
+                found
+            },
+        }
+    }
+
+    /// One acquire attempt: `SET NX PX` plus the fence increment, in one script.
+    ///
+    /// `limit` bounds the wait for the reply: a reply later than the lease's validity is useless.
+    pub(crate) async fn acquire(
+        &self,
+        keys: &Keys,
+        token: &Token,
+        ttl_ms: u64,
+        limit: Duration,
+    ) -> Result<Acquired, Error> {
+        const CONTEXT: &str = "acquiring a lease";
+        let [code, detail] = self
+            .run(CONTEXT, limit, |mut conn| async move {
+                ACQUIRE
+                    .key(&keys.lock)
+                    .key(&keys.fence)
+                    .arg(token.as_str())
+                    .arg(ttl_ms)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        match self.int(&code, CONTEXT)? {
+            1 => {
+                let fence = self.int(&detail, CONTEXT)?;
+                Ok(Acquired::Granted {
+                    fence: u64::try_from(fence).map_err(|_| self.protocol_error(CONTEXT))?,
+                })
+            }
+            0 => {
+                let pttl = self.int(&detail, CONTEXT)?;
+                Ok(Acquired::Held {
+                    remaining: u64::try_from(pttl).ok().map(Duration::from_millis),
+                })
+            }
+            -1 => Err(Self::wrong_type(&keys.lock, &detail)),
+            -2 => Err(Self::wrong_type(&keys.fence, &detail)),
+            _ => Err(self.protocol_error(CONTEXT)),
+        }
+    }
+
+    /// Deletes the lock key if it still holds `token`.
+    pub(crate) async fn release(
+        &self,
+        keys: &Keys,
+        token: &Token,
+    ) -> Result<ReleaseOutcome, Error> {
+        const CONTEXT: &str = "releasing a lease";
+        let [code, detail] = self
+            .run(CONTEXT, self.command_timeout, |mut conn| async move {
+                RELEASE
+                    .key(&keys.lock)
+                    .arg(token.as_str())
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        match self.int(&code, CONTEXT)? {
+            1 => Ok(ReleaseOutcome::Released),
+            0 => Ok(ReleaseOutcome::AlreadyExpired),
+            -1 => Ok(ReleaseOutcome::HeldByOther),
+            -2 => Err(Self::wrong_type(&keys.lock, &detail)),
+            _ => Err(self.protocol_error(CONTEXT)),
+        }
+    }
+
+    /// Sets a new TTL on the lock key if it still holds `token`; never recreates it.
+    pub(crate) async fn extend(
+        &self,
+        keys: &Keys,
+        token: &Token,
+        ttl_ms: u64,
+        limit: Duration,
+    ) -> Result<Result<(), NotHeld>, Error> {
+        const CONTEXT: &str = "extending a lease";
+        let [code, detail] = self
+            .run(CONTEXT, limit, |mut conn| async move {
+                EXTEND
+                    .key(&keys.lock)
+                    .arg(token.as_str())
+                    .arg(ttl_ms)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        match self.int(&code, CONTEXT)? {
+            1 => Ok(Ok(())),
+            0 => Ok(Err(NotHeld::Expired)),
+            -1 => Ok(Err(NotHeld::HeldByOther)),
+            -2 => Err(Self::wrong_type(&keys.lock, &detail)),
+            _ => Err(self.protocol_error(CONTEXT)),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Behaviour of single-node leases against real `redis-server` processes started by the testkit.
+
+mod bad_input;
+mod cancellation;
+mod contention;
+mod fencing;
+mod lifecycle;
+mod lost_reply;
+mod send_sync;
+mod wrong_type;
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redlease::Client;
+use redlease_testkit::RedisServer;
+
+/// A fresh server and a client connected to it.
+pub(crate) async fn setup() -> (RedisServer, Client) {
+    let server = RedisServer::start().expect("start redis-server");
+    let client = Client::connect(&server.url()).await.expect("connect");
+    (server, client)
+}
+
+/// A plain connection for inspecting and disturbing what redlease wrote.
+pub(crate) async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+pub(crate) async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
+    conn.get(key).await.unwrap()
+}
+
+pub(crate) async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    conn.pttl(key).await.unwrap()
+}
+
+pub(crate) const SECOND: Duration = Duration::from_secs(1);
+
+pub(crate) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
