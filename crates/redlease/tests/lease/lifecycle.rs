@@ -30,7 +30,7 @@ async fn acquire_writes_token_with_ttl_and_a_fence_counter_without_ttl() {
     );
 
     // Valid from the moment the request was sent, minus 1% + 2 ms of drift.
-    let trusted = 10 * SECOND - ms(102);
+    let trusted = ms(10_000 - 102);
     assert!(guard.valid_until() >= before + trusted && guard.valid_until() <= after + trusted);
     assert!(guard.is_held());
     assert!(guard.remaining() > 9 * SECOND);

@@ -1,5 +1,11 @@
 //! Behaviour of single-node leases against real `redis-server` processes started by the testkit.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail the test on error"
+)]
+
 mod bad_input;
 mod cancellation;
 mod contention;
