@@ -93,3 +93,8 @@ pub use token::Token;
 /// The `redis` crate this version of redlease is built on, for
 /// [`ClientBuilder::connection`].
 pub use redis;
+
+/// Compiles the README's example as a doctest, so it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
