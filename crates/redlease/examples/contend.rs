@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ));
             for _ in 0..4 {
                 let guard = client.acquire("demo:report", &options).await?;
-                let accepted = store.lock().map_or(false, |mut s| s.write(guard.fence()));
+                let accepted = store.lock().is_ok_and(|mut s| s.write(guard.fence()));
                 println!(
                     "  {:>6.3}s {worker:>5} holds it, fence {} (write {})",
                     started.elapsed().as_secs_f64(),
@@ -87,12 +87,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dave = client
         .try_acquire("demo:report", Duration::from_secs(5))
         .await?;
-    let dave_accepted = store.lock().map_or(false, |mut s| s.write(dave.fence()));
+    let dave_accepted = store.lock().is_ok_and(|mut s| s.write(dave.fence()));
     println!(
         "  dave took it meanwhile, fence {} (write accepted: {dave_accepted})",
         dave.fence()
     );
-    let carol_accepted = store.lock().map_or(false, |mut s| s.write(carol.fence()));
+    let carol_accepted = store.lock().is_ok_and(|mut s| s.write(carol.fence()));
     println!(
         "  carol writes anyway with fence {}: {}",
         carol.fence(),
