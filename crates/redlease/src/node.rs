@@ -222,23 +222,21 @@ impl Node {
         keys: &Keys,
         token: &Token,
     ) -> Result<ReleaseOutcome, Error> {
-        const CONTEXT: &str = "releasing a lease";
-        let [code, detail] = self
-            .run(CONTEXT, self.command_timeout, |mut conn| async move {
-                RELEASE
-                    .key(&keys.lock)
-                    .arg(token.as_str())
-                    .invoke_async(&mut conn)
-                    .await
-            })
+        let found = self
+            .compare_and(
+                &RELEASE,
+                "releasing a lease",
+                keys,
+                token,
+                None,
+                self.command_timeout,
+            )
             .await?;
-        match self.int(&code, CONTEXT)? {
-            1 => Ok(ReleaseOutcome::Released),
-            0 => Ok(ReleaseOutcome::AlreadyExpired),
-            -1 => Ok(ReleaseOutcome::HeldByOther),
-            -2 => Err(Self::wrong_type(&keys.lock, &detail)),
-            _ => Err(self.protocol_error(CONTEXT)),
-        }
+        Ok(match found {
+            Found::Ours => ReleaseOutcome::Released,
+            Found::Gone => ReleaseOutcome::AlreadyExpired,
+            Found::Other => ReleaseOutcome::HeldByOther,
+        })
     }
 
     /// Sets a new TTL on the lock key if it still holds `token`; never recreates it.
@@ -249,23 +247,56 @@ impl Node {
         ttl_ms: u64,
         limit: Duration,
     ) -> Result<Result<(), NotHeld>, Error> {
-        const CONTEXT: &str = "extending a lease";
+        let found = self
+            .compare_and(
+                &EXTEND,
+                "extending a lease",
+                keys,
+                token,
+                Some(ttl_ms),
+                limit,
+            )
+            .await?;
+        Ok(match found {
+            Found::Ours => Ok(()),
+            Found::Gone => Err(NotHeld::Expired),
+            Found::Other => Err(NotHeld::HeldByOther),
+        })
+    }
+
+    /// Runs a script that acts on the lock key only if it holds `token` (release, extend).
+    async fn compare_and(
+        &self,
+        script: &Script,
+        context: &'static str,
+        keys: &Keys,
+        token: &Token,
+        ttl_ms: Option<u64>,
+        limit: Duration,
+    ) -> Result<Found, Error> {
         let [code, detail] = self
-            .run(CONTEXT, limit, |mut conn| async move {
-                EXTEND
-                    .key(&keys.lock)
-                    .arg(token.as_str())
-                    .arg(ttl_ms)
-                    .invoke_async(&mut conn)
-                    .await
+            .run(context, limit, |mut conn| async move {
+                let mut invocation = script.key(&keys.lock);
+                invocation.arg(token.as_str());
+                if let Some(ttl_ms) = ttl_ms {
+                    invocation.arg(ttl_ms);
+                }
+                invocation.invoke_async(&mut conn).await
             })
             .await?;
-        match self.int(&code, CONTEXT)? {
-            1 => Ok(Ok(())),
-            0 => Ok(Err(NotHeld::Expired)),
-            -1 => Ok(Err(NotHeld::HeldByOther)),
+        match self.int(&code, context)? {
+            1 => Ok(Found::Ours),
+            0 => Ok(Found::Gone),
+            -1 => Ok(Found::Other),
             -2 => Err(Self::wrong_type(&keys.lock, &detail)),
-            _ => Err(self.protocol_error(CONTEXT)),
+            _ => Err(self.protocol_error(context)),
         }
     }
+}
+
+/// What a compare-and-act script found at the lock key (and acted on if ours).
+enum Found {
+    Ours,
+    Gone,
+    Other,
 }

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use redlease::{Client, LockOptions, Retry};
+use redlease::{LockOptions, Retry};
 
-use crate::{SECOND, get, ms, raw, setup};
+use crate::{SECOND, get, ms, paused_server, raw, setup};
 
 async fn wait_until_absent(
     server: &redlease_testkit::RedisServer,
@@ -27,14 +27,7 @@ async fn wait_until_absent(
 /// its 30 s TTL.
 #[tokio::test]
 async fn aborted_acquire_in_flight_leaves_no_key_behind() {
-    let mut server = redlease_testkit::RedisServer::start().unwrap();
-    let client = Client::builder()
-        .url(server.url())
-        .command_timeout(5 * SECOND)
-        .build()
-        .await
-        .unwrap();
-    server.pause().unwrap();
+    let (mut server, client) = paused_server(5 * SECOND).await;
     // The request reaches the paused server's socket; the caller stops waiting.
     let cancelled = tokio::time::timeout(ms(100), client.try_acquire("orphan", 30 * SECOND)).await;
     assert!(cancelled.is_err(), "the acquire should still be in flight");

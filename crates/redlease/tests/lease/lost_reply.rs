@@ -1,23 +1,16 @@
 //! A reply lost after the server granted the lease must not turn into a phantom conflict.
 
 use redis::AsyncCommands;
-use redlease::{Client, LockOptions, Retry};
+use redlease::{LockOptions, Retry};
 
-use crate::{SECOND, get, ms, raw};
+use crate::{SECOND, get, ms, paused_server, raw};
 
 /// The server is paused, so the first attempts time out on the client while their requests
 /// wait in the socket. When it resumes it grants the first queued attempt; the next attempt,
 /// carrying the same token, must be told "granted", not "held by someone else".
 #[tokio::test]
 async fn a_retry_after_a_timed_out_grant_succeeds_with_the_same_token() {
-    let mut server = redlease_testkit::RedisServer::start().unwrap();
-    let client = Client::builder()
-        .url(server.url())
-        .command_timeout(ms(150))
-        .build()
-        .await
-        .unwrap();
-    server.pause().unwrap();
+    let (mut server, client) = paused_server(ms(150)).await;
     let options = LockOptions::new(10 * SECOND).retry(Retry::fixed(ms(100)).timeout(20 * SECOND));
     let waiter = {
         let client = client.clone();
@@ -49,14 +42,7 @@ async fn a_retry_after_a_timed_out_grant_succeeds_with_the_same_token() {
 /// acquire must not return it, and must not leave the key behind.
 #[tokio::test]
 async fn a_grant_that_arrives_too_late_is_not_returned_and_is_cleaned_up() {
-    let mut server = redlease_testkit::RedisServer::start().unwrap();
-    let client = Client::builder()
-        .url(server.url())
-        .command_timeout(5 * SECOND)
-        .build()
-        .await
-        .unwrap();
-    server.pause().unwrap();
+    let (mut server, client) = paused_server(5 * SECOND).await;
     let waiter = {
         let client = client.clone();
         tokio::spawn(async move { client.try_acquire("slow", ms(200)).await })

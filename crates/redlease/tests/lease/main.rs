@@ -28,6 +28,20 @@ pub(crate) async fn setup() -> (RedisServer, Client) {
     (server, client)
 }
 
+/// A server that is paused (so requests wait unanswered in its socket), and a client with this
+/// command timeout that connected before the pause.
+pub(crate) async fn paused_server(command_timeout: Duration) -> (RedisServer, Client) {
+    let mut server = RedisServer::start().expect("start redis-server");
+    let client = Client::builder()
+        .url(server.url())
+        .command_timeout(command_timeout)
+        .build()
+        .await
+        .expect("connect");
+    server.pause().expect("pause redis-server");
+    (server, client)
+}
+
 /// A plain connection for inspecting and disturbing what redlease wrote.
 pub(crate) async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())
