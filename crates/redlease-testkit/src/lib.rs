@@ -7,6 +7,10 @@
 //! server can be killed, restarted on the same port, paused (`SIGSTOP`) and
 //! resumed (`SIGCONT`) to simulate crashes and stalls.
 //!
+//! Network faults (delays, stalls, lost replies, cut or refused connections)
+//! are injected by a [`FaultProxy`] placed between a client and a server; see
+//! [`RedisServer::proxy`] and [`Fault`].
+//!
 //! The binary is taken from the [`REDIS_SERVER_ENV`] environment variable if
 //! set, otherwise searched for on `PATH` (see [`redis_server_binary`]).
 //!
@@ -29,8 +33,10 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::{env, fmt, io};
 
+mod proxy;
 mod server;
 
+pub use proxy::{Fault, FaultProxy};
 pub use server::{RedisServer, ServerBuilder, start_nodes};
 
 /// Env var that overrides the redis-server binary path.

@@ -14,7 +14,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::{Error, redis_server_binary};
+use crate::{Error, FaultProxy, redis_server_binary};
 
 /// Name of the server's log file inside its data directory.
 const LOG_FILE: &str = "redis.log";
@@ -171,6 +171,18 @@ impl RedisServer {
     /// The server's URL, `redis://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts a [`FaultProxy`] in front of this server: clients that connect
+    /// to the proxy's address reach this server, subject to the proxy's
+    /// [`Fault`](crate::Fault). The proxy keeps forwarding to the same port
+    /// across [`restart`](Self::restart)s.
+    ///
+    /// # Errors
+    ///
+    /// See [`FaultProxy::start`].
+    pub fn proxy(&self) -> Result<FaultProxy, Error> {
+        FaultProxy::start(self.addr())
     }
 
     /// The process id of the server, or `None` while it is killed.

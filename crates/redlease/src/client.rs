@@ -8,7 +8,7 @@ use crate::config::ClientBuilder;
 use crate::error::{ConfigError, Error};
 use crate::guard::Guard;
 use crate::lock::{self, LockOptions};
-use crate::node::Node;
+use crate::quorum::Nodes;
 use crate::retry::Retry;
 
 /// A handle for taking leases on one Redis server.
@@ -32,7 +32,7 @@ pub struct Client {
 }
 
 pub(crate) struct Shared {
-    pub(crate) node: Node,
+    pub(crate) nodes: Nodes,
     pub(crate) prefix: String,
     pub(crate) drift_factor: f64,
 }
@@ -40,7 +40,7 @@ pub(crate) struct Shared {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("server", &self.shared.node.label())
+            .field("servers", &self.shared.nodes.labels().collect::<Vec<_>>())
             .field("prefix", &self.shared.prefix)
             .field("drift_factor", &self.shared.drift_factor)
             .finish_non_exhaustive()

@@ -5,13 +5,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, IntoConnectionInfo};
 
 use crate::client::{Client, Shared};
 use crate::error::{ConfigError, Error};
 use crate::keys::validate_prefix;
-use crate::node::{Node, bounded};
+use crate::node::Node;
+use crate::quorum::Nodes;
 
 /// The server used when none is given.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -33,16 +34,21 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Settings for a [`Client`]; create with [`Client::builder`], finish with
 /// [`build`](ClientBuilder::build), which validates everything.
 ///
+/// Each [`url`](Self::url) or [`connection`](Self::connection) call adds a node. One node is a
+/// plain single-instance lock; several independent masters make a Redlock quorum: a lease is
+/// granted when a majority grants it (see DESIGN.md). Use an odd number of nodes (3 or 5):
+/// with 2, both must answer, so one failure stops every lock.
+///
 /// | setting | default |
 /// |---|---|
-/// | server | [`DEFAULT_URL`] |
+/// | nodes | one, [`DEFAULT_URL`] |
 /// | key prefix | [`DEFAULT_PREFIX`] |
 /// | drift factor | [`DEFAULT_DRIFT_FACTOR`] (plus [`DRIFT_FLOOR`]) |
 /// | connect timeout | [`DEFAULT_CONNECT_TIMEOUT`] |
 /// | command timeout | [`DEFAULT_COMMAND_TIMEOUT`] |
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct ClientBuilder {
-    source: Source,
+    sources: Vec<Source>,
     prefix: String,
     drift_factor: f64,
     connect_timeout: Duration,
@@ -56,12 +62,16 @@ enum Source {
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = match &self.source {
-            Source::Url(url) => redact_url(url),
-            Source::Connection(_) => "caller-supplied connection".to_owned(),
-        };
+        let nodes: Vec<String> = self
+            .sources
+            .iter()
+            .map(|source| match source {
+                Source::Url(url) => redact_url(url),
+                Source::Connection(_) => "caller-supplied connection".to_owned(),
+            })
+            .collect();
         f.debug_struct("ClientBuilder")
-            .field("source", &source)
+            .field("nodes", &nodes)
             .field("prefix", &self.prefix)
             .field("drift_factor", &self.drift_factor)
             .field("connect_timeout", &self.connect_timeout)
@@ -73,7 +83,7 @@ impl fmt::Debug for ClientBuilder {
 impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
-            source: Source::Url(DEFAULT_URL.to_owned()),
+            sources: Vec::new(),
             prefix: DEFAULT_PREFIX.to_owned(),
             drift_factor: DEFAULT_DRIFT_FACTOR,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -83,14 +93,17 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Connect to this server (`redis://[user][:password@]host[:port][/db]`, or `rediss://`
-    /// where TLS is compiled in). The connection reconnects by itself after failures.
+    /// Adds a node: the server at this URL (`redis://[user][:password@]host[:port][/db]`, or
+    /// `rediss://` where TLS is compiled in). Its connection reconnects by itself after
+    /// failures. The same server listed twice (after resolving host names, with the same
+    /// database) is rejected by [`build`](Self::build): it would count twice toward a majority.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.source = Source::Url(url.into());
+        self.sources.push(Source::Url(url.into()));
         self
     }
 
-    /// Use a connection the caller already has: anything implementing the `redis` crate's
+    /// Adds a node reached through a connection the caller already has: anything implementing
+    /// the `redis` crate's
     /// async [`ConnectionLike`] that is cheap to clone, such as a
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection) or a
     /// [`ConnectionManager`]. redlease clones it for each command and never closes it.
@@ -99,9 +112,10 @@ impl ClientBuilder {
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
         let label = format!("caller-supplied connection (db {})", connection.get_db());
-        self.source = Source::Connection(Box::new(move |command_timeout| {
-            Node::new(connection, label, command_timeout)
-        }));
+        self.sources
+            .push(Source::Connection(Box::new(move |command_timeout| {
+                Node::new(connection, label, command_timeout)
+            })));
         self
     }
 
@@ -132,13 +146,17 @@ impl ClientBuilder {
         self
     }
 
-    /// Validates the settings and connects.
+    /// Validates the settings and connects to every node in parallel.
+    ///
+    /// With several nodes, the client is built as soon as a majority of them answer; the
+    /// others keep reconnecting in the background and join later rounds when they come up.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] for a malformed URL, a bad prefix, drift factor or timeout;
-    /// [`Error::Backend`] when the server cannot be reached or rejects the connection
-    /// (wrong password, for instance) within the connect timeout.
+    /// [`Error::InvalidConfig`] for a malformed URL, a node listed twice, a bad prefix, drift
+    /// factor or timeout; [`Error::Backend`] when the (single) server cannot be reached or
+    /// rejects the connection (wrong password, for instance) within the connect timeout plus
+    /// the command timeout; [`Error::NoQuorum`] when fewer than a majority of several nodes can.
     ///
     /// # Cancel safety
     ///
@@ -170,41 +188,113 @@ impl ClientBuilder {
         if self.command_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout("command timeout").into());
         }
-        let node = match self.source {
-            Source::Url(url) => connect(&url, self.connect_timeout, self.command_timeout).await?,
-            Source::Connection(make_node) => make_node(self.command_timeout),
-        };
-        node.load_scripts().await?;
+        let mut sources = self.sources;
+        if sources.is_empty() {
+            sources.push(Source::Url(DEFAULT_URL.to_owned()));
+        }
+        let mut nodes = Vec::with_capacity(sources.len());
+        let mut identities = Vec::new();
+        for source in sources {
+            nodes.push(match source {
+                Source::Url(url) => {
+                    let (node, identity) = open(&url, self.connect_timeout, self.command_timeout)?;
+                    identities.push(identity);
+                    node
+                }
+                Source::Connection(make_node) => make_node(self.command_timeout),
+            });
+        }
+        reject_duplicates(identities, self.connect_timeout).await?;
+        let nodes = Nodes::new(nodes);
+        nodes
+            .load_scripts(self.connect_timeout + self.command_timeout)
+            .await?;
         Ok(Client::from_shared(Arc::new(Shared {
-            node,
+            nodes,
             prefix: self.prefix,
             drift_factor: self.drift_factor,
         })))
     }
 }
 
-async fn connect(
+/// Where a node is, for spotting the same server listed twice.
+struct Identity {
+    label: String,
+    db: i64,
+    host: String,
+    port: u16,
+}
+
+/// Parses `url` and sets up a connection that is made on first use (so that nodes connect in
+/// parallel, and a node that is down at startup can join later).
+fn open(
     url: &str,
     connect_timeout: Duration,
     command_timeout: Duration,
-) -> Result<Node, Error> {
+) -> Result<(Node, Identity), Error> {
     let malformed = |e: redis::RedisError| ConfigError::MalformedUrl {
         url: redact_url(url),
         reason: e.detail().unwrap_or("not a valid Redis URL").to_owned(),
     };
     let info = url.into_connection_info().map_err(malformed)?;
-    let label = match info.redis_settings().db() {
+    let db = info.redis_settings().db();
+    let label = match db {
         0 => info.addr().to_string(),
         db => format!("{}/{db}", info.addr()),
+    };
+    let (host, port) = match info.addr() {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            (host.trim_matches(['[', ']']).to_ascii_lowercase(), *port)
+        }
+        ConnectionAddr::Unix(path) => (path.display().to_string(), 0),
+        _ => (label.clone(), 0),
     };
     let client = redis::Client::open(info).map_err(malformed)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(connect_timeout))
         .set_response_timeout(Some(command_timeout))
         .set_number_of_retries(1);
-    let connecting = ConnectionManager::new_with_config(client, config);
-    let manager = bounded(&label, "connecting", connect_timeout, connecting).await?;
-    Ok(Node::new(manager, label, command_timeout))
+    let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(malformed)?;
+    let identity = Identity {
+        label: label.clone(),
+        db,
+        host,
+        port,
+    };
+    Ok((Node::new(manager, label, command_timeout), identity))
+}
+
+/// Rejects a server listed twice: the same host (or host names that resolve to a shared
+/// address), port and database. A duplicate would count twice toward a majority.
+async fn reject_duplicates(
+    identities: Vec<Identity>,
+    resolve_timeout: Duration,
+) -> Result<(), Error> {
+    if identities.len() < 2 {
+        return Ok(());
+    }
+    let mut seen: Vec<(i64, Vec<String>, &str)> = Vec::with_capacity(identities.len());
+    for identity in &identities {
+        let mut addresses = vec![format!("{}:{}", identity.host, identity.port)];
+        if identity.port != 0 {
+            let lookup = tokio::net::lookup_host((identity.host.as_str(), identity.port));
+            // Unresolvable names are left to fail when connecting.
+            if let Ok(Ok(resolved)) = tokio::time::timeout(resolve_timeout, lookup).await {
+                addresses.extend(resolved.map(|addr| addr.to_string()));
+            }
+        }
+        if let Some((_, _, first)) = seen.iter().find(|(db, known, _)| {
+            *db == identity.db && known.iter().any(|a| addresses.contains(a))
+        }) {
+            return Err(ConfigError::DuplicateNode {
+                first: (*first).to_owned(),
+                again: identity.label.clone(),
+            }
+            .into());
+        }
+        seen.push((identity.db, addresses, &identity.label));
+    }
+    Ok(())
 }
 
 /// The URL with any password (or lone user-info) replaced by `***`, safe to print.

@@ -36,8 +36,19 @@ pub enum Error {
     },
     /// A configuration value or argument was rejected before anything was sent.
     InvalidConfig(ConfigError),
-    /// Redis could not be reached, did not answer in time, or answered with an error.
+    /// Redis could not be reached, did not answer in time, or answered with an error. With
+    /// several nodes this is [`Error::NoQuorum`] instead.
     Backend(BackendError),
+    /// With several nodes (Redlock): too few of them answered for a majority to be reached or
+    /// ruled out. Not contention: the nodes that did answer left the outcome open.
+    NoQuorum {
+        /// How many nodes make a majority.
+        needed: usize,
+        /// How many nodes agreed (granted, extended or released).
+        reached: usize,
+        /// What went wrong on each node that failed.
+        errors: Vec<BackendError>,
+    },
     /// The operating system's random source failed, so no lease token could be drawn.
     Entropy(String),
 }
@@ -58,10 +69,10 @@ impl Error {
         matches!(self, Self::Backend(e) if e.kind == BackendErrorKind::Connection)
     }
 
-    /// The error came from the Redis side (connection, timeout or server error), so trying
-    /// again later may succeed.
+    /// The error came from the Redis side (connection, timeout or server error, or no quorum
+    /// of nodes reachable), so trying again later may succeed.
     pub fn is_backend(&self) -> bool {
-        matches!(self, Self::Backend(_))
+        matches!(self, Self::Backend(_) | Self::NoQuorum { .. })
     }
 }
 
@@ -86,6 +97,17 @@ impl fmt::Display for Error {
             ),
             Self::InvalidConfig(e) => write!(f, "invalid configuration: {e}"),
             Self::Backend(e) => write!(f, "{e}"),
+            Self::NoQuorum {
+                needed,
+                reached,
+                errors,
+            } => {
+                write!(f, "no quorum: {reached} node(s) agreed, {needed} needed")?;
+                for e in errors {
+                    write!(f, "; {e}")?;
+                }
+                Ok(())
+            }
             Self::Entropy(e) => write!(
                 f,
                 "cannot draw a lease token from the OS random source: {e}"
@@ -182,6 +204,13 @@ pub enum ConfigError {
     ZeroTimeout(&'static str),
     /// A retry policy is unusable (for example a zero attempt limit).
     InvalidRetry(&'static str),
+    /// The same server appears twice among the nodes (it would count twice toward a majority).
+    DuplicateNode {
+        /// The node as first listed.
+        first: String,
+        /// The node that repeats it.
+        again: String,
+    },
     /// A Redis URL could not be parsed. The URL is shown with its password masked.
     MalformedUrl {
         /// The URL, password replaced by `***`.
@@ -215,6 +244,10 @@ impl fmt::Display for ConfigError {
             }
             Self::ZeroTimeout(which) => write!(f, "the {which} must be greater than zero"),
             Self::InvalidRetry(why) => write!(f, "invalid retry policy: {why}"),
+            Self::DuplicateNode { first, again } => write!(
+                f,
+                "the node {again} is the same server as {first}: each node must be listed once"
+            ),
             Self::MalformedUrl { url, reason } => {
                 write!(f, "malformed Redis URL {url:?}: {reason}")
             }

@@ -1,11 +1,12 @@
 //! The guard: proof of a lease, with its fencing token and the deadline to trust it until.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::error::{BackendError, BackendErrorKind, Error, NotHeld};
-use crate::keys::Keys;
+use crate::lease::Lease;
 use crate::token::Token;
 
 /// What [`Guard::release`] found on the server. None of these is an error: after a release the
@@ -37,9 +38,7 @@ pub enum ReleaseOutcome {
 #[must_use = "dropping the guard releases the lease in the background; keep it while you work"]
 pub struct Guard {
     client: Client,
-    name: String,
-    keys: Keys,
-    token: Token,
+    lease: Arc<Lease>,
     fence: u64,
     ttl: Duration,
     valid_until: Instant,
@@ -49,8 +48,8 @@ pub struct Guard {
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
-            .field("name", &self.name)
-            .field("token", &self.token)
+            .field("name", &self.lease.name)
+            .field("token", &self.lease.token)
             .field("fence", &self.fence)
             .field("ttl", &self.ttl)
             .field("remaining", &self.remaining())
@@ -61,18 +60,14 @@ impl fmt::Debug for Guard {
 impl Guard {
     pub(crate) fn new(
         client: Client,
-        name: &str,
-        keys: Keys,
-        token: Token,
+        lease: Arc<Lease>,
         fence: u64,
         ttl: Duration,
         valid_until: Instant,
     ) -> Self {
         Self {
             client,
-            name: name.to_owned(),
-            keys,
-            token,
+            lease,
             fence,
             ttl,
             valid_until,
@@ -82,12 +77,12 @@ impl Guard {
 
     /// The lock's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.lease.name
     }
 
     /// This lease's ownership token (its `Debug`/`Display` show only a fingerprint).
     pub fn token(&self) -> &Token {
-        &self.token
+        &self.lease.token
     }
 
     /// The fencing token: strictly greater than the fence of every earlier lease on this name
@@ -158,11 +153,8 @@ impl Guard {
             return Err(Error::NotHeld(NotHeld::Expired));
         }
         let trusted = ttl.saturating_sub(shared.drift(ttl));
-        match shared
-            .node
-            .extend(&self.keys, &self.token, ttl_ms, trusted)
-            .await?
-        {
+        let limit = shared.nodes.acquire_timeout(ttl, trusted);
+        match shared.nodes.extend(&self.lease, ttl_ms, limit).await? {
             Ok(()) if Instant::now() < sent + trusted => {
                 self.valid_until = sent + trusted;
                 self.ttl = ttl;
@@ -170,8 +162,8 @@ impl Guard {
             }
             Ok(()) => Err(Error::Backend(BackendError::new(
                 BackendErrorKind::Timeout,
-                shared.node.label(),
-                "extending a lease (the reply came after the new validity ended)",
+                shared.nodes.labels().next().unwrap_or_default(),
+                "extending a lease (the majority answered after the new validity ended)",
                 None,
             ))),
             Err(reason) => {
@@ -210,12 +202,7 @@ impl Guard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
-        let outcome = self
-            .client
-            .shared()
-            .node
-            .release(&self.keys, &self.token)
-            .await;
+        let outcome = self.client.shared().nodes.release(&self.lease, None).await;
         self.settled = true;
         outcome
     }
@@ -224,19 +211,19 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if !self.settled {
-            release_in_background(&self.client, self.keys.clone(), self.token.clone());
+            release_in_background(&self.client, self.lease.clone());
         }
     }
 }
 
 /// Spawns a compare-and-delete of `token`'s lease on the current Tokio runtime, if there is one.
 /// Never blocks; bounded by the command timeout.
-pub(crate) fn release_in_background(client: &Client, keys: Keys, token: Token) {
+pub(crate) fn release_in_background(client: &Client, lease: Arc<Lease>) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         let client = client.clone();
         runtime.spawn(async move {
             // Best effort: if this fails, the lease expires after its TTL.
-            let _ = client.shared().node.release(&keys, &token).await;
+            let _ = client.shared().nodes.release(&lease, None).await;
         });
     }
 }

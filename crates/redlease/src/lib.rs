@@ -73,8 +73,10 @@ mod config;
 mod error;
 mod guard;
 mod keys;
+mod lease;
 mod lock;
 mod node;
+mod quorum;
 mod retry;
 mod token;
 
@@ -87,6 +89,7 @@ pub use error::{BackendError, BackendErrorKind, ConfigError, Error, NotHeld};
 pub use guard::{Guard, ReleaseOutcome};
 pub use keys::MAX_NAME_LEN;
 pub use lock::LockOptions;
+pub use quorum::{MIN_NODE_TIMEOUT, NODE_TIMEOUT_SHARE};
 pub use retry::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY, Retry};
 pub use token::Token;
 

@@ -1,13 +1,15 @@
 //! Taking a lease: the attempt loop, its timing, and cleanup when an attempt's fate is unknown.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::config::{DRIFT_FLOOR, MAX_TTL};
-use crate::error::{BackendError, BackendErrorKind, ConfigError, Error};
+use crate::error::{ConfigError, Error};
 use crate::guard::Guard;
 use crate::keys::Keys;
-use crate::node::Acquired;
+use crate::lease::Lease;
+use crate::quorum::Round;
 use crate::retry::Retry;
 use crate::token::Token;
 
@@ -75,15 +77,14 @@ pub(crate) fn lease_millis(ttl: Duration, drift_factor: f64) -> Result<u64, Conf
 /// (error or cancellation), the lease is deleted in the background, by token.
 struct Unclaimed<'a> {
     client: &'a Client,
-    keys: &'a Keys,
-    token: &'a Token,
+    lease: &'a Arc<Lease>,
     maybe_granted: bool,
 }
 
 impl Drop for Unclaimed<'_> {
     fn drop(&mut self) {
         if self.maybe_granted {
-            crate::guard::release_in_background(self.client, self.keys.clone(), self.token.clone());
+            crate::guard::release_in_background(self.client, self.lease.clone());
         }
     }
 }
@@ -100,14 +101,18 @@ pub(crate) async fn acquire(
     let retry = &options.retry;
     retry.validate()?;
     let trusted = ttl.saturating_sub(shared.drift(ttl));
-    let token = Token::generate()?;
+    let node_timeout = shared.nodes.acquire_timeout(ttl, trusted);
+    let lease = Arc::new(Lease {
+        name: name.to_owned(),
+        keys,
+        token: Token::generate()?,
+    });
     let started = Instant::now();
     let deadline = retry.get_timeout().map(|t| started + t);
     let mut rng = fastrand::Rng::new();
     let mut unclaimed = Unclaimed {
         client,
-        keys: &keys,
-        token: &token,
+        lease: &lease,
         maybe_granted: false,
     };
     let mut failed = 0u32;
@@ -115,42 +120,32 @@ pub(crate) async fn acquire(
         let sent = Instant::now();
         let valid_until = sent + trusted;
         unclaimed.maybe_granted = true;
-        let outcome = shared.node.acquire(&keys, &token, ttl_ms, trusted).await;
-        let (failure, holder_remaining) = match outcome {
-            Ok(Acquired::Granted { fence }) if Instant::now() < valid_until => {
+        let (failure, holder_remaining, granted_on) = match shared
+            .nodes
+            .acquire(&lease, ttl_ms, node_timeout, valid_until)
+            .await?
+        {
+            Round::Granted { fence } => {
                 unclaimed.maybe_granted = false;
                 return Ok(Guard::new(
                     client.clone(),
-                    name,
-                    keys.clone(),
-                    token.clone(),
+                    lease.clone(),
                     fence,
                     ttl,
                     valid_until,
                 ));
             }
-            Ok(Acquired::Granted { .. }) => {
-                let late = BackendError::new(
-                    BackendErrorKind::Timeout,
-                    shared.node.label(),
-                    "acquiring a lease (the reply came after the lease's validity ended)",
-                    None,
-                );
-                (Error::Backend(late), None)
-            }
-            Ok(Acquired::Held { remaining }) => {
-                // The key holds another token, so no earlier attempt of ours was granted.
-                unclaimed.maybe_granted = false;
-                (
-                    Error::Contended {
-                        remaining_ttl: remaining,
-                    },
-                    remaining,
-                )
-            }
-            Err(e) if e.is_timeout() || e.is_connection() => (e, None),
-            Err(e) => return Err(e),
+            Round::Failed {
+                error,
+                holder_remaining,
+                granted_on,
+            } => (error, holder_remaining, granted_on),
         };
+        if let Error::Contended { .. } = failure {
+            // A single node that answered "held by another" holds no grant of ours; with
+            // several nodes, one that did not answer might.
+            unclaimed.maybe_granted = shared.nodes.len() > 1;
+        }
         failed = failed.saturating_add(1);
         let Some(mut delay) = retry.delay_after(failed, &mut rng) else {
             return Err(failure);
@@ -171,7 +166,15 @@ pub(crate) async fn acquire(
             }
             delay = delay.min(deadline - now);
         }
-        tokio::time::sleep(delay).await;
+        // Give back what a failed round won, so that competing clients can reach a majority
+        // (keeping it would let split votes repeat until every lease expires). This finishes
+        // before the next attempt, which reuses the token and must not be undone by it.
+        let give_back = async {
+            if !granted_on.is_empty() {
+                let _ = shared.nodes.release(&lease, Some(&granted_on)).await;
+            }
+        };
+        tokio::join!(give_back, tokio::time::sleep(delay));
     }
 }
 

@@ -7,17 +7,18 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use crate::error::{BackendError, BackendErrorKind, Error, NotHeld};
-use crate::guard::ReleaseOutcome;
+use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::keys::Keys;
 use crate::token::Token;
 
 const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
 const RELEASE_LUA: &str = include_str!("scripts/release.lua");
 const EXTEND_LUA: &str = include_str!("scripts/extend.lua");
+const RAISE_FENCE_LUA: &str = include_str!("scripts/raise_fence.lua");
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
+static RAISE_FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(RAISE_FENCE_LUA));
 
 /// What one acquire attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,20 +115,14 @@ impl Node {
     /// rather than three (`EVALSHA`, `NOSCRIPT`, `SCRIPT LOAD`). This is also the first
     /// request on a new connection, so it proves the server answers. After a server restart
     /// the scripts are reloaded on demand.
-    pub(crate) async fn load_scripts(&self) -> Result<(), Error> {
+    pub(crate) async fn load_scripts(&self, limit: Duration) -> Result<(), Error> {
         let mut pipe = redis::pipe();
-        for source in [ACQUIRE_LUA, RELEASE_LUA, EXTEND_LUA] {
+        for source in [ACQUIRE_LUA, RELEASE_LUA, EXTEND_LUA, RAISE_FENCE_LUA] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
         let mut conn = AnyConnection(self.connection.clone_box());
         let loading = pipe.query_async::<Vec<String>>(&mut conn);
-        bounded(
-            &self.label,
-            "loading scripts",
-            self.command_timeout,
-            loading,
-        )
-        .await?;
+        bounded(&self.label, "loading scripts", limit, loading).await?;
         Ok(())
     }
 
@@ -216,27 +211,41 @@ impl Node {
         }
     }
 
-    /// Deletes the lock key if it still holds `token`.
-    pub(crate) async fn release(
+    /// Raises the fence counter to at least `fence` (Redlock fencing; see DESIGN.md).
+    pub(crate) async fn raise_fence(
         &self,
         keys: &Keys,
-        token: &Token,
-    ) -> Result<ReleaseOutcome, Error> {
-        let found = self
-            .compare_and(
-                &RELEASE,
-                "releasing a lease",
-                keys,
-                token,
-                None,
-                self.command_timeout,
-            )
+        fence: u64,
+        limit: Duration,
+    ) -> Result<(), Error> {
+        const CONTEXT: &str = "raising the fence counter";
+        let [code, detail] = self
+            .run(CONTEXT, limit, |mut conn| async move {
+                RAISE_FENCE
+                    .key(&keys.fence)
+                    .arg(fence)
+                    .invoke_async(&mut conn)
+                    .await
+            })
             .await?;
-        Ok(match found {
-            Found::Ours => ReleaseOutcome::Released,
-            Found::Gone => ReleaseOutcome::AlreadyExpired,
-            Found::Other => ReleaseOutcome::HeldByOther,
-        })
+        match self.int(&code, CONTEXT)? {
+            1 => Ok(()),
+            -2 => Err(Self::wrong_type(&keys.fence, &detail)),
+            _ => Err(self.protocol_error(CONTEXT)),
+        }
+    }
+
+    /// Deletes the lock key if it still holds `token`.
+    pub(crate) async fn release(&self, keys: &Keys, token: &Token) -> Result<Found, Error> {
+        self.compare_and(
+            &RELEASE,
+            "releasing a lease",
+            keys,
+            token,
+            None,
+            self.command_timeout,
+        )
+        .await
     }
 
     /// Sets a new TTL on the lock key if it still holds `token`; never recreates it.
@@ -246,22 +255,16 @@ impl Node {
         token: &Token,
         ttl_ms: u64,
         limit: Duration,
-    ) -> Result<Result<(), NotHeld>, Error> {
-        let found = self
-            .compare_and(
-                &EXTEND,
-                "extending a lease",
-                keys,
-                token,
-                Some(ttl_ms),
-                limit,
-            )
-            .await?;
-        Ok(match found {
-            Found::Ours => Ok(()),
-            Found::Gone => Err(NotHeld::Expired),
-            Found::Other => Err(NotHeld::HeldByOther),
-        })
+    ) -> Result<Found, Error> {
+        self.compare_and(
+            &EXTEND,
+            "extending a lease",
+            keys,
+            token,
+            Some(ttl_ms),
+            limit,
+        )
+        .await
     }
 
     /// Runs a script that acts on the lock key only if it holds `token` (release, extend).
@@ -295,7 +298,8 @@ impl Node {
 }
 
 /// What a compare-and-act script found at the lock key (and acted on if ours).
-enum Found {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
     Ours,
     Gone,
     Other,

@@ -12,6 +12,7 @@ mod contention;
 mod fencing;
 mod lifecycle;
 mod lost_reply;
+mod redlock;
 mod send_sync;
 mod wrong_type;
 

@@ -1,0 +1,356 @@
+//! Rounds over every node in parallel, decided by a majority. One node is a quorum of one, so
+//! single-instance mode and Redlock share this code.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+use crate::error::{BackendError, Error, NotHeld};
+use crate::guard::ReleaseOutcome;
+use crate::lease::Lease;
+use crate::node::{Acquired, Found, Node};
+
+/// The share of the TTL one node may take to answer an acquire when there are several nodes,
+/// so that a dead node cannot use up the lease's validity (Redlock's "much smaller than the
+/// TTL"). Bounded below by [`MIN_NODE_TIMEOUT`] and above by the command timeout.
+pub const NODE_TIMEOUT_SHARE: f64 = 0.05;
+/// The least time one node is given to answer, however short the TTL.
+pub const MIN_NODE_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// The independent Redis masters a client spreads its leases over.
+#[derive(Debug)]
+pub(crate) struct Nodes {
+    nodes: Vec<Arc<Node>>,
+}
+
+type Replies<Fut> = FuturesUnordered<Fut>;
+
+/// Lets the requests of a decided round run to completion on the runtime. Dropping them
+/// instead could withdraw a request not yet written to its connection, leaving, say, a lease
+/// granted on a bare majority rather than on every reachable node.
+fn finish_in_background<Fut>(replies: Replies<Fut>)
+where
+    Fut: Future + Send + 'static,
+    Fut::Output: Send,
+{
+    if !replies.is_empty() {
+        tokio::spawn(replies.for_each(|_| async {}));
+    }
+}
+
+/// How one acquire round ended, short of a fatal error.
+pub(crate) enum Round {
+    /// A majority granted the lease, fences were reconciled, and it was still valid.
+    Granted { fence: u64 },
+    /// No valid majority. `holder_remaining` bounds the wait before the next attempt;
+    /// `granted_on` lists nodes that hold our token and should be released before retrying.
+    Failed {
+        error: Error,
+        holder_remaining: Option<Duration>,
+        granted_on: Vec<usize>,
+    },
+}
+
+impl Nodes {
+    pub(crate) fn new(nodes: Vec<Node>) -> Self {
+        Self {
+            nodes: nodes.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The number of nodes that make a majority.
+    pub(crate) fn quorum(&self) -> usize {
+        self.nodes.len() / 2 + 1
+    }
+
+    /// Node `host:port` labels, in configuration order.
+    pub(crate) fn labels(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|node| node.label())
+    }
+
+    /// How long one node may take to answer an acquire for a lease trusted for `trusted`.
+    pub(crate) fn acquire_timeout(&self, ttl: Duration, trusted: Duration) -> Duration {
+        if self.nodes.len() == 1 {
+            trusted
+        } else {
+            ttl.mul_f64(NODE_TIMEOUT_SHARE)
+                .max(MIN_NODE_TIMEOUT)
+                .min(trusted)
+        }
+    }
+
+    /// Sends `request` to the nodes in `targets` at once; replies arrive in completion order,
+    /// tagged with the node's index. Requests own what they need, so that once a round is
+    /// decided the rest can be [finished in the background](finish_in_background).
+    fn fan_out<T, F, Fut>(
+        &self,
+        targets: impl IntoIterator<Item = usize>,
+        request: F,
+    ) -> Replies<impl Future<Output = (usize, Result<T, Error>)> + Send + 'static>
+    where
+        F: Fn(Arc<Node>) -> Fut,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        targets
+            .into_iter()
+            .map(|index| {
+                let reply = request(self.nodes[index].clone());
+                async move { (index, reply.await) }
+            })
+            .collect()
+    }
+
+    /// The error for a round that reached too few nodes: with one node, that node's own error.
+    fn unreachable(&self, granted: usize, mut errors: Vec<BackendError>) -> Error {
+        if self.nodes.len() == 1
+            && let Some(error) = errors.pop()
+        {
+            return Error::Backend(error);
+        }
+        Error::NoQuorum {
+            needed: self.quorum(),
+            reached: granted,
+            errors,
+        }
+    }
+
+    /// Loads the scripts on every node (see [`Node::load_scripts`]); succeeds once a majority
+    /// did, so that a minority that is down at startup does not stop the client.
+    pub(crate) async fn load_scripts(&self, limit: Duration) -> Result<(), Error> {
+        let mut replies = self.fan_out(0..self.nodes.len(), |node| async move {
+            node.load_scripts(limit).await
+        });
+        let mut loaded = 0;
+        let mut errors = Vec::new();
+        while let Some((_, reply)) = replies.next().await {
+            match reply {
+                Ok(()) => loaded += 1,
+                Err(Error::Backend(e)) => errors.push(e),
+                Err(fatal) => return Err(fatal),
+            }
+            if loaded >= self.quorum() {
+                finish_in_background(replies);
+                return Ok(());
+            }
+        }
+        Err(self.unreachable(loaded, errors))
+    }
+
+    /// One acquire attempt on every node. Succeeds as soon as a majority granted (the other
+    /// requests finish in the background); a failure is decided once every node answered or
+    /// timed out, so that everything the round won can be given back.
+    ///
+    /// On success the nodes' fence counters are reconciled (see [`Self::reconcile_fences`])
+    /// before validity is checked against `valid_until`.
+    pub(crate) async fn acquire(
+        &self,
+        lease: &Arc<Lease>,
+        ttl_ms: u64,
+        limit: Duration,
+        valid_until: Instant,
+    ) -> Result<Round, Error> {
+        let n = self.nodes.len();
+        let quorum = self.quorum();
+        let mut replies = self.fan_out(0..n, |node| {
+            let lease = lease.clone();
+            async move { node.acquire(&lease.keys, &lease.token, ttl_ms, limit).await }
+        });
+        let mut granted: Vec<(usize, u64)> = Vec::with_capacity(n);
+        let mut held = 0;
+        let mut longest_hold: Option<Option<Duration>> = None;
+        let mut errors = Vec::new();
+        let mut fatal = None;
+        while let Some((index, reply)) = replies.next().await {
+            match reply {
+                Ok(Acquired::Granted { fence }) => granted.push((index, fence)),
+                Ok(Acquired::Held { remaining }) => {
+                    held += 1;
+                    longest_hold = Some(match (longest_hold, remaining) {
+                        (Some(None), _) | (_, None) => None,
+                        (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                        (None, Some(b)) => Some(b),
+                    });
+                }
+                Err(Error::Backend(e)) => errors.push(e),
+                Err(e) => fatal = Some(e),
+            }
+            if granted.len() >= quorum && fatal.is_none() {
+                finish_in_background(replies);
+                return self.confirm(lease, &granted, valid_until).await;
+            }
+        }
+        let granted_on = granted.iter().map(|&(index, _)| index).collect();
+        let error = match fatal {
+            Some(fatal) => fatal,
+            None if held > n - quorum => Error::Contended {
+                remaining_ttl: longest_hold.flatten(),
+            },
+            None => self.unreachable(granted.len(), errors),
+        };
+        Ok(Round::Failed {
+            error,
+            holder_remaining: longest_hold.flatten(),
+            granted_on,
+        })
+    }
+
+    /// Turns a majority's grants into a lease: reconciles fences, then checks validity.
+    async fn confirm(
+        &self,
+        lease: &Arc<Lease>,
+        granted: &[(usize, u64)],
+        valid_until: Instant,
+    ) -> Result<Round, Error> {
+        let granted_on = granted.iter().map(|&(index, _)| index).collect();
+        let fence = match self.reconcile_fences(lease, granted, valid_until).await {
+            Ok(fence) => fence,
+            Err(error) => {
+                return Ok(Round::Failed {
+                    error,
+                    holder_remaining: None,
+                    granted_on,
+                });
+            }
+        };
+        if Instant::now() >= valid_until {
+            let late = BackendError::new(
+                crate::BackendErrorKind::Timeout,
+                self.nodes[granted[0].0].label(),
+                "acquiring a lease (the majority answered after the lease's validity ended)",
+                None,
+            );
+            return Ok(Round::Failed {
+                error: Error::Backend(late),
+                holder_remaining: None,
+                granted_on,
+            });
+        }
+        Ok(Round::Granted { fence })
+    }
+
+    /// Redlock fencing: the lease's fence is the largest counter among the granting nodes, and
+    /// a majority of them must hold at least that value before the lease is handed out, so
+    /// that every later majority (which shares a node with this one) increments past it.
+    /// Nodes already at the maximum need nothing; with one node this sends nothing.
+    async fn reconcile_fences(
+        &self,
+        lease: &Arc<Lease>,
+        granted: &[(usize, u64)],
+        valid_until: Instant,
+    ) -> Result<u64, Error> {
+        let fence = granted.iter().map(|&(_, f)| f).max().unwrap_or(0);
+        let mut raised = granted.iter().filter(|&&(_, f)| f == fence).count();
+        if raised >= self.quorum() {
+            return Ok(fence);
+        }
+        let limit = valid_until.saturating_duration_since(Instant::now());
+        let behind = granted
+            .iter()
+            .filter(|&&(_, f)| f < fence)
+            .map(|&(index, _)| index);
+        let mut replies = self.fan_out(behind, |node| {
+            let lease = lease.clone();
+            async move { node.raise_fence(&lease.keys, fence, limit).await }
+        });
+        let mut errors = Vec::new();
+        while let Some((_, reply)) = replies.next().await {
+            match reply {
+                Ok(()) => raised += 1,
+                Err(Error::Backend(e)) => errors.push(e),
+                Err(fatal) => return Err(fatal),
+            }
+            if raised >= self.quorum() {
+                finish_in_background(replies);
+                return Ok(fence);
+            }
+        }
+        Err(self.unreachable(raised, errors))
+    }
+
+    /// Extends the lease on every node; succeeds once a majority extended it.
+    pub(crate) async fn extend(
+        &self,
+        lease: &Arc<Lease>,
+        ttl_ms: u64,
+        limit: Duration,
+    ) -> Result<Result<(), NotHeld>, Error> {
+        let n = self.nodes.len();
+        let quorum = self.quorum();
+        let mut replies = self.fan_out(0..n, |node| {
+            let lease = lease.clone();
+            async move { node.extend(&lease.keys, &lease.token, ttl_ms, limit).await }
+        });
+        let (mut extended, mut gone, mut taken) = (0, 0, 0);
+        let mut errors = Vec::new();
+        while let Some((_, reply)) = replies.next().await {
+            match reply {
+                Ok(Found::Ours) => extended += 1,
+                Ok(Found::Gone) => gone += 1,
+                Ok(Found::Other) => taken += 1,
+                Err(Error::Backend(e)) => errors.push(e),
+                Err(fatal) => return Err(fatal),
+            }
+            if extended >= quorum {
+                finish_in_background(replies);
+                return Ok(Ok(()));
+            }
+            if gone + taken > n - quorum {
+                finish_in_background(replies);
+                return Ok(Err(if taken > 0 {
+                    NotHeld::HeldByOther
+                } else {
+                    NotHeld::Expired
+                }));
+            }
+            if extended + replies.len() < quorum {
+                break;
+            }
+        }
+        Err(self.unreachable(extended, errors))
+    }
+
+    /// Releases the lease on every node (or on `only` these). Returns once a majority released
+    /// it, or when every node has answered; requests to slower nodes are still delivered.
+    pub(crate) async fn release(
+        &self,
+        lease: &Arc<Lease>,
+        only: Option<&[usize]>,
+    ) -> Result<ReleaseOutcome, Error> {
+        let targets: Vec<usize> =
+            only.map_or_else(|| (0..self.nodes.len()).collect(), <[usize]>::to_vec);
+        let mut replies = self.fan_out(targets, |node| {
+            let lease = lease.clone();
+            async move { node.release(&lease.keys, &lease.token).await }
+        });
+        let (mut released, mut taken) = (0, 0);
+        let mut errors = Vec::new();
+        while let Some((_, reply)) = replies.next().await {
+            match reply {
+                Ok(Found::Ours) => released += 1,
+                Ok(Found::Gone) => {}
+                Ok(Found::Other) => taken += 1,
+                Err(Error::Backend(e)) => errors.push(e),
+                Err(fatal) => return Err(fatal),
+            }
+            if released >= self.quorum() {
+                finish_in_background(replies);
+                return Ok(ReleaseOutcome::Released);
+            }
+        }
+        if released + errors.len() >= self.quorum() {
+            // Had the silent nodes answered, the lease might have been ours: we cannot tell.
+            Err(self.unreachable(released, errors))
+        } else if taken > 0 {
+            Ok(ReleaseOutcome::HeldByOther)
+        } else {
+            Ok(ReleaseOutcome::AlreadyExpired)
+        }
+    }
+}
