@@ -9,6 +9,7 @@ use crate::error::{ConfigError, Error};
 use crate::guard::Guard;
 use crate::lock::{self, LockOptions};
 use crate::quorum::Nodes;
+use crate::renew::Renewer;
 use crate::retry::Retry;
 
 /// A handle for taking leases on one Redis server.
@@ -35,6 +36,7 @@ pub(crate) struct Shared {
     pub(crate) nodes: Nodes,
     pub(crate) prefix: String,
     pub(crate) drift_factor: f64,
+    pub(crate) renewer: Renewer,
 }
 
 impl fmt::Debug for Client {
@@ -83,6 +85,11 @@ impl Client {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// A handle that does not keep the client alive (for the renewer task).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Shared> {
+        Arc::downgrade(&self.shared)
     }
 
     /// The key prefix this client uses.

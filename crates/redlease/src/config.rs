@@ -13,6 +13,7 @@ use crate::error::{ConfigError, Error};
 use crate::keys::validate_prefix;
 use crate::node::Node;
 use crate::quorum::Nodes;
+use crate::renew::Renewer;
 
 /// The server used when none is given.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -213,6 +214,7 @@ impl ClientBuilder {
             nodes,
             prefix: self.prefix,
             drift_factor: self.drift_factor,
+            renewer: Renewer::default(),
         })))
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Match on the variant to decide what to do; the `is_*` helpers answer the common questions
 /// (should I retry later? is the server down?). No variant's `Debug` or `Display` contains a
 /// password or a lease token.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// Another holder has the lock, and the retry policy allowed no further attempt.
@@ -24,8 +24,8 @@ pub enum Error {
         /// The holder's remaining lease at the last attempt, as in [`Error::Contended`].
         remaining_ttl: Option<Duration>,
     },
-    /// The lease is no longer ours, so it cannot be extended.
-    NotHeld(NotHeld),
+    /// The lease is no longer ours: it cannot be extended, and work under it was cancelled.
+    Lost(Lost),
     /// A key redlease uses holds data of another type (a list, a hash, a non-numeric counter):
     /// some other code writes to redlease's key space.
     WrongType {
@@ -90,7 +90,7 @@ impl fmt::Display for Error {
                 write!(f, "timed out after {waited:?} waiting for the lock")?;
                 write_remaining(f, *remaining_ttl)
             }
-            Self::NotHeld(reason) => write!(f, "lease is not held: {reason}"),
+            Self::Lost(reason) => write!(f, "lease is not held: {reason}"),
             Self::WrongType { key, found } => write!(
                 f,
                 "key {key:?} holds a Redis {found}, not a redlease lock: another program writes to this key"
@@ -144,21 +144,34 @@ impl From<BackendError> for Error {
     }
 }
 
-/// Why a lease is no longer held.
+/// Why a lease ended, as reported by [`Guard::lost`](crate::Guard::lost) and
+/// [`Error::Lost`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum NotHeld {
-    /// The lease ran out: the key is gone, or the guard's validity deadline has passed.
+pub enum Lost {
+    /// The lease ran out: its key is gone from the servers, or its validity deadline passed
+    /// without a successful renewal.
     Expired,
-    /// The key now holds another owner's token.
+    /// The key now holds another owner's token (our lease expired and someone took the lock,
+    /// or something overwrote the key).
     HeldByOther,
+    /// Renewals could not reach Redis (or a majority of nodes) before the deadline.
+    Unreachable,
+    /// The lease reached its maximum hold time
+    /// ([`LockOptions::max_hold`](crate::LockOptions::max_hold)); renewal stopped.
+    HoldCapReached,
+    /// The guard released the lease (or was dropped).
+    Released,
 }
 
-impl fmt::Display for NotHeld {
+impl fmt::Display for Lost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Expired => "it expired",
             Self::HeldByOther => "another owner holds it",
+            Self::Unreachable => "renewals could not reach Redis before the deadline",
+            Self::HoldCapReached => "it reached its maximum hold time",
+            Self::Released => "it was released",
         })
     }
 }
@@ -182,6 +195,13 @@ pub enum ConfigError {
         ttl: Duration,
         /// The drift allowance for this TTL.
         drift: Duration,
+    },
+    /// The maximum hold time is shorter than the TTL.
+    HoldCapBelowTtl {
+        /// The requested maximum hold time.
+        max_hold: Duration,
+        /// The TTL.
+        ttl: Duration,
     },
     /// The lock name is empty.
     EmptyName,
@@ -231,6 +251,10 @@ impl fmt::Display for ConfigError {
                 f,
                 "the TTL {ttl:?} must be larger than the clock-drift allowance {drift:?}"
             ),
+            Self::HoldCapBelowTtl { max_hold, ttl } => write!(
+                f,
+                "the maximum hold time {max_hold:?} is shorter than the TTL {ttl:?}"
+            ),
             Self::EmptyName => f.write_str("the lock name must not be empty"),
             Self::NameTooLong { len, max } => {
                 write!(f, "the lock name is {len} bytes long; the maximum is {max}")
@@ -274,7 +298,7 @@ pub enum BackendErrorKind {
 }
 
 /// A failure on the Redis side, with the server it concerns and the underlying error.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BackendError {
     kind: BackendErrorKind,
     node: String,

@@ -1,16 +1,20 @@
-//! The guard: proof of a lease, with its fencing token and the deadline to trust it until.
+//! The guard: proof of a lease, with its fencing token, its deadline and its loss signal.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::CancellationToken;
 use crate::client::Client;
-use crate::error::{BackendError, BackendErrorKind, Error, NotHeld};
+use crate::error::{BackendError, BackendErrorKind, Error, Lost};
 use crate::lease::Lease;
+use crate::quorum::Extended;
+use crate::renew::RENEW_DIVISOR;
 use crate::token::Token;
 
-/// What [`Guard::release`] found on the server. None of these is an error: after a release the
-/// caller no longer holds the lock whichever way it went, but an expired lease is worth
+/// What [`Guard::release`] found on the servers. None of these is an error: after a release
+/// the caller no longer holds the lock whichever way it went, but an expired lease is worth
 /// knowing about (the work may have overlapped with the next holder's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -26,22 +30,21 @@ pub enum ReleaseOutcome {
 /// A held lease. Created by [`Client::acquire`] or [`Client::try_acquire`].
 ///
 /// A lease is not a mutex: it ends when its TTL runs out, whether or not the holder is done.
-/// Check [`is_held`](Self::is_held) or [`remaining`](Self::remaining) before acting on the
-/// protected resource, and pass [`fence`](Self::fence) to it so that it can reject writes from
-/// a holder whose lease has ended (see the crate docs on fencing).
+/// Check [`is_held`](Self::is_held) before acting on the protected resource, watch
+/// [`lost`](Self::lost) (or run the work through [`run`](Self::run)), and pass
+/// [`fence`](Self::fence) to the resource so that it can reject writes from a holder whose
+/// lease has ended (see the crate docs on fencing).
 ///
 /// # Dropping
 ///
-/// Dropping a guard without [`release`](Self::release) never blocks. Inside a Tokio runtime it
-/// spawns a best-effort release (compare-and-delete by token); outside one, or if that fails,
-/// the lease simply expires after its TTL.
+/// Dropping a guard without [`release`](Self::release) never blocks. It stops renewal at once;
+/// inside a Tokio runtime it spawns a best-effort release (compare-and-delete by token);
+/// outside one, or if that fails, the lease simply expires after its TTL.
 #[must_use = "dropping the guard releases the lease in the background; keep it while you work"]
 pub struct Guard {
     client: Client,
     lease: Arc<Lease>,
     fence: u64,
-    ttl: Duration,
-    valid_until: Instant,
     settled: bool,
 }
 
@@ -51,26 +54,19 @@ impl fmt::Debug for Guard {
             .field("name", &self.lease.name)
             .field("token", &self.lease.token)
             .field("fence", &self.fence)
-            .field("ttl", &self.ttl)
+            .field("ttl", &self.ttl())
             .field("remaining", &self.remaining())
+            .field("lost", &self.lease.lost_reason())
             .finish_non_exhaustive()
     }
 }
 
 impl Guard {
-    pub(crate) fn new(
-        client: Client,
-        lease: Arc<Lease>,
-        fence: u64,
-        ttl: Duration,
-        valid_until: Instant,
-    ) -> Self {
+    pub(crate) fn new(client: Client, lease: Arc<Lease>, fence: u64) -> Self {
         Self {
             client,
             lease,
             fence,
-            ttl,
-            valid_until,
             settled: false,
         }
     }
@@ -92,47 +88,140 @@ impl Guard {
         self.fence
     }
 
-    /// The TTL last requested for this lease (at acquire or extend).
+    /// The TTL of the last grant, extension or renewal.
     pub fn ttl(&self) -> Duration {
-        self.ttl
+        self.lease.ttl()
     }
 
     /// Until when the lease can be trusted, on this process's monotonic clock: the instant the
-    /// acquiring (or last extending) request was *sent*, plus the TTL, minus the drift
-    /// allowance. The server keeps the key at least this long unless it loses data.
+    /// request that granted (or last extended or renewed) it was *sent*, plus the TTL, minus
+    /// the drift allowance. The servers keep the key at least this long unless they lose data.
     pub fn valid_until(&self) -> Instant {
-        self.valid_until
+        self.lease.valid_until()
     }
 
-    /// How long the lease can still be trusted; zero once [`valid_until`](Self::valid_until)
-    /// has passed.
+    /// How long the lease can still be trusted; zero once it is lost or past
+    /// [`valid_until`](Self::valid_until).
     pub fn remaining(&self) -> Duration {
-        self.valid_until.saturating_duration_since(Instant::now())
+        if self.lease.lost_reason().is_some() {
+            return Duration::ZERO;
+        }
+        self.valid_until().saturating_duration_since(Instant::now())
     }
 
-    /// Whether the lease can still be trusted, computed locally from
-    /// [`valid_until`](Self::valid_until) without asking Redis.
+    /// Whether the lease can still be trusted: not reported lost, and
+    /// [`valid_until`](Self::valid_until) not passed. Computed locally, without asking Redis,
+    /// so it never stays `true` past the deadline.
     pub fn is_held(&self) -> bool {
-        Instant::now() < self.valid_until
+        self.lease.is_held()
     }
 
-    /// Gives the lease a new TTL of `ttl` from now, if it is still ours. Compare-and-expire on
-    /// the server: an expired lease is never recreated.
+    /// Why the lease was lost, if it was.
+    pub fn lost_reason(&self) -> Option<Lost> {
+        self.lease.lost_reason()
+    }
+
+    /// A future that resolves with the reason once the lease is lost: a renewal found the key
+    /// gone or taken, renewals could not reach Redis before the deadline, the hold cap was
+    /// reached, the guard was released, or — renewing or not — the deadline passed. It fires
+    /// no later than [`valid_until`](Self::valid_until).
     ///
-    /// A guard whose [`valid_until`](Self::valid_until) has passed is not extended, even if the
-    /// key still exists: it fails with [`NotHeld::Expired`] without a request.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::NotHeld`] when the lease expired or another owner holds the lock; the guard
-    ///   then reports [`is_held`](Self::is_held)` == false`;
-    /// - [`Error::InvalidConfig`] for an invalid `ttl` (see [`Client::try_acquire`]);
-    /// - [`Error::Backend`] when Redis fails or answers too late; the guard keeps its previous
-    ///   deadline (the server may or may not have extended the key).
+    /// The future owns what it needs (it does not borrow the guard), so it can be polled while
+    /// the guard is used, moved to another task, or raced against work with `select!`.
     ///
     /// # Cancel safety
     ///
-    /// If the future is dropped, the server may or may not have extended the key; the guard
+    /// Dropping it has no effect on the lease.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: redlease::Client) -> Result<(), redlease::Error> {
+    /// use std::time::Duration;
+    /// use redlease::LockOptions;
+    ///
+    /// let options = LockOptions::new(Duration::from_secs(10)).auto_renew(true);
+    /// let guard = client.acquire("exports", &options).await?;
+    /// tokio::select! {
+    ///     reason = guard.lost() => eprintln!("lease lost ({reason}); stopping the export"),
+    ///     () = export() => {}
+    /// }
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// # async fn export() {}
+    /// ```
+    pub fn lost(&self) -> impl Future<Output = Lost> + Send + 'static {
+        self.lease.lost()
+    }
+
+    /// A cancellation token that is cancelled when the lease is lost (see
+    /// [`lost`](Self::lost)). Pass it to work that should stop with the lease. Each call
+    /// returns a child token: cancelling it yourself does not affect the lease.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.lease.cancellation()
+    }
+
+    /// Runs `work` under the lease: returns its output and releases the lease if it finishes
+    /// first; drops (cancels) it at once if the lease is lost first, then releases in the
+    /// background without waiting.
+    ///
+    /// With [`auto_renew`](crate::LockOptions::auto_renew) the lease lasts as long as the work;
+    /// without it, the work gets at most the TTL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lost`] with the reason, when the lease was lost before the work finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the work and the guard (which releases in the background).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: redlease::Client) -> Result<(), redlease::Error> {
+    /// use std::time::Duration;
+    /// use redlease::LockOptions;
+    ///
+    /// let options = LockOptions::new(Duration::from_secs(10)).auto_renew(true);
+    /// let guard = client.acquire("migrations", &options).await?;
+    /// let fence = guard.fence();
+    /// let applied = guard.run(async move { migrate(fence).await }).await?;
+    /// println!("{applied} migrations applied");
+    /// # Ok(()) }
+    /// # async fn migrate(_fence: u64) -> usize { 0 }
+    /// ```
+    pub async fn run<T>(self, work: impl Future<Output = T>) -> Result<T, Error> {
+        let lost = self.lost();
+        tokio::select! {
+            biased;
+            output = work => {
+                // The work is done whatever the outcome; the lease just ends.
+                let _ = self.release().await;
+                Ok(output)
+            }
+            reason = lost => Err(Error::Lost(reason)),
+        }
+    }
+
+    /// Gives the lease a new TTL of `ttl` from now, if it is still ours. Compare-and-expire on
+    /// the servers: an expired lease is never recreated. With auto-renewal on, later renewals
+    /// use the new TTL.
+    ///
+    /// A guard that is lost or past [`valid_until`](Self::valid_until) is not extended, even if
+    /// the key still exists: it fails with [`Lost`] without a request.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Lost`] when the lease is lost, expired, or held by another owner; the guard
+    ///   then reports [`is_held`](Self::is_held)` == false`;
+    /// - [`Error::InvalidConfig`] for an invalid `ttl` (see [`Client::try_acquire`]);
+    /// - [`Error::Backend`] / [`Error::NoQuorum`] when Redis fails or answers too late; the
+    ///   guard keeps its previous deadline (the servers may or may not have extended the key).
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped, the servers may or may not have extended the key; the guard
     /// keeps its previous deadline, which is the safe assumption.
     ///
     /// # Examples
@@ -149,37 +238,52 @@ impl Guard {
         let shared = self.client.shared();
         let ttl_ms = shared.lease_millis(ttl)?;
         let sent = Instant::now();
-        if sent >= self.valid_until {
-            return Err(Error::NotHeld(NotHeld::Expired));
+        if let Some(reason) = self.lease.lost_reason() {
+            return Err(Error::Lost(reason));
+        }
+        if self.lease.expire_if_due(sent) {
+            return Err(Error::Lost(
+                self.lease.lost_reason().unwrap_or(Lost::Expired),
+            ));
         }
         let trusted = ttl.saturating_sub(shared.drift(ttl));
         let limit = shared.nodes.acquire_timeout(ttl, trusted);
-        match shared.nodes.extend(&self.lease, ttl_ms, limit).await? {
-            Ok(()) if Instant::now() < sent + trusted => {
-                self.valid_until = sent + trusted;
-                self.ttl = ttl;
+        let batch = [(self.lease.clone(), ttl_ms)];
+        let outcome = shared.nodes.extend(&batch, limit).await.pop();
+        match outcome {
+            Some(Extended::Yes) if self.lease.extended(sent, ttl, trusted) => {
+                if let Some(renewal) = self.lease.state().renewal.as_mut() {
+                    renewal.ttl = ttl;
+                    renewal.due = sent + ttl / RENEW_DIVISOR;
+                }
                 Ok(())
             }
-            Ok(()) => Err(Error::Backend(BackendError::new(
-                BackendErrorKind::Timeout,
-                shared.nodes.labels().next().unwrap_or_default(),
-                "extending a lease (the majority answered after the new validity ended)",
-                None,
-            ))),
-            Err(reason) => {
-                self.valid_until = sent;
-                Err(Error::NotHeld(reason))
+            Some(Extended::Yes) => match self.lease.lost_reason() {
+                Some(reason) => Err(Error::Lost(reason)),
+                None => Err(Error::Backend(BackendError::new(
+                    BackendErrorKind::Timeout,
+                    shared.nodes.labels().next().unwrap_or_default(),
+                    "extending a lease (the majority answered after the new validity ended)",
+                    None,
+                ))),
+            },
+            Some(Extended::Lost(reason)) => {
+                self.lease.mark_lost(reason);
+                Err(Error::Lost(reason))
             }
+            Some(Extended::Failed(error)) => Err(error),
+            None => Err(Error::Lost(Lost::Expired)),
         }
     }
 
-    /// Releases the lease: deletes the key if it still holds this guard's token, and leaves
-    /// another owner's key alone.
+    /// Releases the lease: stops renewal, then deletes the key if it still holds this guard's
+    /// token, leaving another owner's key alone.
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`] when Redis fails or does not answer; the lease then expires after its
-    /// TTL. [`Error::WrongType`] if the key was overwritten with non-lock data.
+    /// [`Error::Backend`] / [`Error::NoQuorum`] when Redis fails or does not answer; the lease
+    /// then expires after its TTL. [`Error::WrongType`] if the key was overwritten with
+    /// non-lock data.
     ///
     /// # Cancel safety
     ///
@@ -202,8 +306,10 @@ impl Guard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
+        self.lease.mark_lost(Lost::Released);
         let outcome = self.client.shared().nodes.release(&self.lease, None).await;
         self.settled = true;
+        self.client.shared().renewer.poke();
         outcome
     }
 }
@@ -211,13 +317,15 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if !self.settled {
+            self.lease.mark_lost(Lost::Released);
+            self.client.shared().renewer.poke();
             release_in_background(&self.client, self.lease.clone());
         }
     }
 }
 
-/// Spawns a compare-and-delete of `token`'s lease on the current Tokio runtime, if there is one.
-/// Never blocks; bounded by the command timeout.
+/// Spawns a compare-and-delete of `lease` on every node, on the current Tokio runtime if there
+/// is one. Never blocks; bounded by the command timeout.
 pub(crate) fn release_in_background(client: &Client, lease: Arc<Lease>) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         let client = client.clone();

@@ -77,6 +77,7 @@ mod lease;
 mod lock;
 mod node;
 mod quorum;
+mod renew;
 mod retry;
 mod token;
 
@@ -85,13 +86,17 @@ pub use config::{
     ClientBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DRIFT_FACTOR,
     DEFAULT_PREFIX, DEFAULT_URL, DRIFT_FLOOR, MAX_TTL,
 };
-pub use error::{BackendError, BackendErrorKind, ConfigError, Error, NotHeld};
+pub use error::{BackendError, BackendErrorKind, ConfigError, Error, Lost};
 pub use guard::{Guard, ReleaseOutcome};
 pub use keys::MAX_NAME_LEN;
 pub use lock::LockOptions;
 pub use quorum::{MIN_NODE_TIMEOUT, NODE_TIMEOUT_SHARE};
+pub use renew::RENEW_DIVISOR;
 pub use retry::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY, Retry};
 pub use token::Token;
+
+/// The token [`Guard::cancellation`] returns, re-exported from `tokio-util`.
+pub use tokio_util::sync::CancellationToken;
 
 /// The `redis` crate this version of redlease is built on, for
 /// [`ClientBuilder::connection`].

@@ -8,25 +8,42 @@ use crate::config::{DRIFT_FLOOR, MAX_TTL};
 use crate::error::{ConfigError, Error};
 use crate::guard::Guard;
 use crate::keys::Keys;
-use crate::lease::Lease;
+use crate::lease::{Lease, Renewal};
 use crate::quorum::Round;
 use crate::retry::Retry;
 use crate::token::Token;
 
-/// What to ask for when acquiring: the lease's TTL and how to retry while it is taken.
+/// What to ask for when acquiring: the lease's TTL, how to retry while it is taken, and
+/// whether to keep it alive automatically.
+///
+/// | option | default |
+/// |---|---|
+/// | [`retry`](Self::retry) | [`Retry::default`] (exponential backoff for up to 10 s) |
+/// | [`auto_renew`](Self::auto_renew) | off: the lease ends after `ttl` unless extended |
+/// | [`max_hold`](Self::max_hold) | none |
+///
+/// Renewal is off by default because a TTL that silently becomes "forever" surprises more
+/// than one that ends: turn it on for work of unknown length, and pair it with
+/// [`Guard::lost`] or [`Guard::run`] so the work stops when the lease does.
 ///
 /// ```
 /// use std::time::Duration;
 /// use redlease::{LockOptions, Retry};
 ///
-/// let options = LockOptions::new(Duration::from_secs(15)).retry(Retry::none());
-/// assert_eq!(options.ttl(), Duration::from_secs(15));
+/// // A 10 s lease, renewed every ~3.3 s, for at most an hour.
+/// let options = LockOptions::new(Duration::from_secs(10))
+///     .auto_renew(true)
+///     .max_hold(Duration::from_secs(3600))
+///     .retry(Retry::none());
+/// assert_eq!(options.ttl(), Duration::from_secs(10));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct LockOptions {
     ttl: Duration,
     retry: Retry,
+    auto_renew: bool,
+    max_hold: Option<Duration>,
 }
 
 impl LockOptions {
@@ -36,12 +53,31 @@ impl LockOptions {
         Self {
             ttl,
             retry: Retry::default(),
+            auto_renew: false,
+            max_hold: None,
         }
     }
 
     /// How to retry while the lock is held by someone else.
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Keep the lease alive in the background: the client's renewer extends it every
+    /// `ttl / 3` ([`RENEW_DIVISOR`](crate::RENEW_DIVISOR)) until the guard is released or
+    /// dropped, the lease is lost, or [`max_hold`](Self::max_hold) is reached. All of a
+    /// client's renewing leases share one task and one round trip per node per renewal.
+    pub fn auto_renew(mut self, on: bool) -> Self {
+        self.auto_renew = on;
+        self
+    }
+
+    /// The longest the lease may be held in total, renewals included: renewal stops so that
+    /// the lease ends then, and [`Guard::lost`] reports [`Lost::HoldCapReached`](crate::Lost).
+    /// Guards against a hung holder renewing forever. Must be at least the TTL.
+    pub fn max_hold(mut self, limit: Duration) -> Self {
+        self.max_hold = Some(limit);
         self
     }
 
@@ -100,13 +136,18 @@ pub(crate) async fn acquire(
     let ttl_ms = shared.lease_millis(ttl)?;
     let retry = &options.retry;
     retry.validate()?;
+    if let Some(limit) = options.max_hold
+        && limit < ttl
+    {
+        return Err(ConfigError::HoldCapBelowTtl {
+            max_hold: limit,
+            ttl,
+        }
+        .into());
+    }
     let trusted = ttl.saturating_sub(shared.drift(ttl));
     let node_timeout = shared.nodes.acquire_timeout(ttl, trusted);
-    let lease = Arc::new(Lease {
-        name: name.to_owned(),
-        keys,
-        token: Token::generate()?,
-    });
+    let lease = Arc::new(Lease::new(name, keys, Token::generate()?));
     let started = Instant::now();
     let deadline = retry.get_timeout().map(|t| started + t);
     let mut rng = fastrand::Rng::new();
@@ -126,14 +167,14 @@ pub(crate) async fn acquire(
             .await?
         {
             Round::Granted { fence } => {
-                unclaimed.maybe_granted = false;
-                return Ok(Guard::new(
-                    client.clone(),
-                    lease.clone(),
-                    fence,
-                    ttl,
-                    valid_until,
-                ));
+                if lease.extended(sent, ttl, trusted) {
+                    unclaimed.maybe_granted = false;
+                    start_renewal(client, &lease, options, sent);
+                    return Ok(Guard::new(client.clone(), lease.clone(), fence));
+                }
+                // The validity ran out between the round's check and now: as late as a late
+                // reply, and cleaned up the same way.
+                (Error::Lost(crate::Lost::Expired), None, Vec::new())
             }
             Round::Failed {
                 error,
@@ -176,6 +217,25 @@ pub(crate) async fn acquire(
         };
         tokio::join!(give_back, tokio::time::sleep(delay));
     }
+}
+
+/// Hands a fresh lease to the renewer if the options ask for it.
+fn start_renewal(client: &Client, lease: &Arc<Lease>, options: &LockOptions, granted_at: Instant) {
+    if !options.auto_renew {
+        return;
+    }
+    lease.state().renewal = Some(Renewal {
+        ttl: options.ttl,
+        due: granted_at + options.ttl / crate::RENEW_DIVISOR,
+        hold_until: options.max_hold.map(|limit| granted_at + limit),
+        in_flight: false,
+        failing: false,
+        capped: false,
+    });
+    client
+        .shared()
+        .renewer
+        .register(client.downgrade(), lease.clone());
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! One Redis server: a shared connection and the lease scripts sent over it.
 
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
@@ -9,6 +9,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::keys::Keys;
+use crate::lease::Lease;
 use crate::token::Token;
 
 const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
@@ -237,63 +238,87 @@ impl Node {
 
     /// Deletes the lock key if it still holds `token`.
     pub(crate) async fn release(&self, keys: &Keys, token: &Token) -> Result<Found, Error> {
-        self.compare_and(
-            &RELEASE,
-            "releasing a lease",
-            keys,
-            token,
-            None,
-            self.command_timeout,
-        )
-        .await
-    }
-
-    /// Sets a new TTL on the lock key if it still holds `token`; never recreates it.
-    pub(crate) async fn extend(
-        &self,
-        keys: &Keys,
-        token: &Token,
-        ttl_ms: u64,
-        limit: Duration,
-    ) -> Result<Found, Error> {
-        self.compare_and(
-            &EXTEND,
-            "extending a lease",
-            keys,
-            token,
-            Some(ttl_ms),
-            limit,
-        )
-        .await
-    }
-
-    /// Runs a script that acts on the lock key only if it holds `token` (release, extend).
-    async fn compare_and(
-        &self,
-        script: &Script,
-        context: &'static str,
-        keys: &Keys,
-        token: &Token,
-        ttl_ms: Option<u64>,
-        limit: Duration,
-    ) -> Result<Found, Error> {
+        const CONTEXT: &str = "releasing a lease";
         let [code, detail] = self
-            .run(context, limit, |mut conn| async move {
-                let mut invocation = script.key(&keys.lock);
-                invocation.arg(token.as_str());
-                if let Some(ttl_ms) = ttl_ms {
-                    invocation.arg(ttl_ms);
-                }
-                invocation.invoke_async(&mut conn).await
+            .run(CONTEXT, self.command_timeout, |mut conn| async move {
+                RELEASE
+                    .key(&keys.lock)
+                    .arg(token.as_str())
+                    .invoke_async(&mut conn)
+                    .await
             })
             .await?;
-        match self.int(&code, context)? {
+        self.found(&code, &detail, CONTEXT, keys)
+    }
+
+    /// Decodes a compare-and-act script's reply.
+    fn found(
+        &self,
+        code: &Value,
+        detail: &Value,
+        context: &'static str,
+        keys: &Keys,
+    ) -> Result<Found, Error> {
+        match self.int(code, context)? {
             1 => Ok(Found::Ours),
             0 => Ok(Found::Gone),
             -1 => Ok(Found::Other),
-            -2 => Err(Self::wrong_type(&keys.lock, &detail)),
+            -2 => Err(Self::wrong_type(&keys.lock, detail)),
             _ => Err(self.protocol_error(context)),
         }
+    }
+
+    /// Extends many leases in one pipelined round trip: the renewer's batch for this node.
+    /// Each lease gets its own outcome; a failure of the whole round trip is the outer error.
+    pub(crate) async fn extend_many(
+        &self,
+        batch: &[(Arc<Lease>, u64)],
+        limit: Duration,
+    ) -> Result<Vec<Result<Found, Error>>, Error> {
+        const CONTEXT: &str = "renewing leases";
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (lease, ttl_ms) in batch {
+            pipe.cmd("EVALSHA")
+                .arg(EXTEND.get_hash())
+                .arg(1)
+                .arg(&lease.keys.lock)
+                .arg(lease.token.as_str())
+                .arg(*ttl_ms);
+        }
+        let send = |pipe: &Pipeline| {
+            let mut conn = AnyConnection(self.connection.clone_box());
+            let pipe = pipe.clone();
+            async move {
+                pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut conn)
+                    .await
+            }
+        };
+        let mut replies = bounded(&self.label, CONTEXT, limit, send(&pipe)).await?;
+        let no_script = |reply: &redis::RedisResult<Value>| {
+            reply.as_ref().is_err_and(|e| {
+                e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+            })
+        };
+        if replies.iter().any(no_script) {
+            // The server restarted and forgot the scripts: load them and send the batch again.
+            self.load_scripts(limit).await?;
+            replies = bounded(&self.label, CONTEXT, limit, send(&pipe)).await?;
+        }
+        Ok(replies
+            .into_iter()
+            .zip(batch)
+            .map(|(reply, (lease, _))| {
+                let reply = reply
+                    .map_err(|e| Error::from(BackendError::from_redis(&self.label, CONTEXT, e)))?;
+                let Value::Array(items) = reply else {
+                    return Err(self.protocol_error(CONTEXT));
+                };
+                let [code, detail] =
+                    <[Value; 2]>::try_from(items).map_err(|_| self.protocol_error(CONTEXT))?;
+                self.found(&code, &detail, CONTEXT, &lease.keys)
+            })
+            .collect())
     }
 }
 

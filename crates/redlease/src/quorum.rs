@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use crate::error::{BackendError, Error, NotHeld};
+use crate::error::{BackendError, Error, Lost};
 use crate::guard::ReleaseOutcome;
 use crate::lease::Lease;
 use crate::node::{Acquired, Found, Node};
@@ -27,6 +27,46 @@ pub(crate) struct Nodes {
 }
 
 type Replies<Fut> = FuturesUnordered<Fut>;
+
+/// How extending one lease over the nodes ended.
+#[derive(Debug)]
+pub(crate) enum Extended {
+    /// A majority extended it.
+    Yes,
+    /// Enough nodes found the key gone or taken that no majority can extend it.
+    Lost(Lost),
+    /// Too few nodes answered (or one answered with a fatal error, such as a wrong type).
+    Failed(Error),
+}
+
+/// One lease's replies so far, in [`Nodes::extend`].
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    extended: usize,
+    gone: usize,
+    taken: usize,
+    errors: Vec<BackendError>,
+    fatal: Option<Error>,
+}
+
+impl Tally {
+    fn decided(&self, n: usize, quorum: usize) -> Option<Extended> {
+        if let Some(fatal) = &self.fatal {
+            return Some(Extended::Failed(fatal.clone()));
+        }
+        if self.extended >= quorum {
+            Some(Extended::Yes)
+        } else if self.gone + self.taken > n - quorum {
+            Some(Extended::Lost(if self.taken > 0 {
+                Lost::HeldByOther
+            } else {
+                Lost::Expired
+            }))
+        } else {
+            None
+        }
+    }
+}
 
 /// Lets the requests of a decided round run to completion on the runtime. Dropping them
 /// instead could withdraw a request not yet written to its connection, leaving, say, a lease
@@ -274,46 +314,55 @@ impl Nodes {
         Err(self.unreachable(raised, errors))
     }
 
-    /// Extends the lease on every node; succeeds once a majority extended it.
+    /// Extends each lease of `batch` on every node, with one pipelined round trip per node
+    /// (see [`Node::extend_many`]). A lease is decided as soon as a majority extended it, or
+    /// enough nodes report it gone or taken that no majority can; the round returns once every
+    /// lease is decided (slower nodes finish in the background) or every node answered.
     pub(crate) async fn extend(
         &self,
-        lease: &Arc<Lease>,
-        ttl_ms: u64,
+        batch: &[(Arc<Lease>, u64)],
         limit: Duration,
-    ) -> Result<Result<(), NotHeld>, Error> {
+    ) -> Vec<Extended> {
         let n = self.nodes.len();
         let quorum = self.quorum();
+        let shared_batch: Arc<[(Arc<Lease>, u64)]> = batch.into();
         let mut replies = self.fan_out(0..n, |node| {
-            let lease = lease.clone();
-            async move { node.extend(&lease.keys, &lease.token, ttl_ms, limit).await }
+            let batch = shared_batch.clone();
+            async move { node.extend_many(&batch, limit).await }
         });
-        let (mut extended, mut gone, mut taken) = (0, 0, 0);
-        let mut errors = Vec::new();
+        let mut tallies = vec![Tally::default(); batch.len()];
+        let mut undecided = batch.len();
         while let Some((_, reply)) = replies.next().await {
-            match reply {
-                Ok(Found::Ours) => extended += 1,
-                Ok(Found::Gone) => gone += 1,
-                Ok(Found::Other) => taken += 1,
-                Err(Error::Backend(e)) => errors.push(e),
-                Err(fatal) => return Err(fatal),
+            for (index, tally) in tallies.iter_mut().enumerate() {
+                let outcome = match &reply {
+                    Ok(per_lease) => per_lease.get(index).cloned(),
+                    Err(e) => Some(Err(e.clone())),
+                };
+                let was_decided = tally.decided(n, quorum).is_some();
+                match outcome {
+                    Some(Ok(Found::Ours)) => tally.extended += 1,
+                    Some(Ok(Found::Gone)) => tally.gone += 1,
+                    Some(Ok(Found::Other)) => tally.taken += 1,
+                    Some(Err(Error::Backend(e))) => tally.errors.push(e),
+                    Some(Err(other)) => tally.fatal = Some(other),
+                    None => {}
+                }
+                if !was_decided && tally.decided(n, quorum).is_some() {
+                    undecided -= 1;
+                }
             }
-            if extended >= quorum {
+            if undecided == 0 {
                 finish_in_background(replies);
-                return Ok(Ok(()));
-            }
-            if gone + taken > n - quorum {
-                finish_in_background(replies);
-                return Ok(Err(if taken > 0 {
-                    NotHeld::HeldByOther
-                } else {
-                    NotHeld::Expired
-                }));
-            }
-            if extended + replies.len() < quorum {
                 break;
             }
         }
-        Err(self.unreachable(extended, errors))
+        tallies
+            .into_iter()
+            .map(|tally| match tally.decided(n, quorum) {
+                Some(decided) => decided,
+                None => Extended::Failed(self.unreachable(tally.extended, tally.errors)),
+            })
+            .collect()
     }
 
     /// Releases the lease on every node (or on `only` these). Returns once a majority released

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use redis::AsyncCommands;
-use redlease::{Client, Error, NotHeld, ReleaseOutcome};
+use redlease::{Client, Error, Lost, ReleaseOutcome};
 
 use crate::{SECOND, get, ms, pttl, raw, setup};
 
@@ -122,7 +122,7 @@ async fn extend_of_an_expired_lease_fails_and_does_not_recreate_the_key() {
     tokio::time::sleep(ms(120)).await;
     assert!(matches!(
         guard.extend(10 * SECOND).await,
-        Err(Error::NotHeld(NotHeld::Expired))
+        Err(Error::Lost(Lost::Expired))
     ));
     assert_eq!(get(&mut conn, "redlease:{late}").await, None);
 }
@@ -135,7 +135,7 @@ async fn extend_finds_a_deleted_key_and_does_not_recreate_it() {
     let _: () = conn.del("redlease:{deleted}").await.unwrap();
     assert!(matches!(
         guard.extend(10 * SECOND).await,
-        Err(Error::NotHeld(NotHeld::Expired))
+        Err(Error::Lost(Lost::Expired))
     ));
     assert!(
         !guard.is_held(),
@@ -152,7 +152,7 @@ async fn extend_finds_another_owner_and_leaves_its_key_alone() {
     let _: () = conn.set("redlease:{stolen}", "someone-else").await.unwrap();
     assert!(matches!(
         guard.extend(10 * SECOND).await,
-        Err(Error::NotHeld(NotHeld::HeldByOther))
+        Err(Error::Lost(Lost::HeldByOther))
     ));
     assert_eq!(
         pttl(&mut conn, "redlease:{stolen}").await,

@@ -13,6 +13,7 @@ mod fencing;
 mod lifecycle;
 mod lost_reply;
 mod redlock;
+mod renewal;
 mod send_sync;
 mod wrong_type;
 
