@@ -11,6 +11,7 @@ use crate::lock::{self, LockOptions};
 use crate::quorum::Nodes;
 use crate::renew::Renewer;
 use crate::retry::Retry;
+use crate::wait::Waiters;
 
 /// A handle for taking leases on one Redis server.
 ///
@@ -37,6 +38,7 @@ pub(crate) struct Shared {
     pub(crate) prefix: String,
     pub(crate) drift_factor: f64,
     pub(crate) renewer: Renewer,
+    pub(crate) waiters: Waiters,
 }
 
 impl fmt::Debug for Client {

@@ -14,6 +14,7 @@ use crate::keys::validate_prefix;
 use crate::node::Node;
 use crate::quorum::Nodes;
 use crate::renew::Renewer;
+use crate::wait::Waiters;
 
 /// The server used when none is given.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -195,11 +196,14 @@ impl ClientBuilder {
         }
         let mut nodes = Vec::with_capacity(sources.len());
         let mut identities = Vec::new();
+        let mut subscribable = Vec::new();
         for source in sources {
             nodes.push(match source {
                 Source::Url(url) => {
-                    let (node, identity) = open(&url, self.connect_timeout, self.command_timeout)?;
+                    let (node, identity, server) =
+                        open(&url, self.connect_timeout, self.command_timeout)?;
                     identities.push(identity);
+                    subscribable.push(server);
                     node
                 }
                 Source::Connection(make_node) => make_node(self.command_timeout),
@@ -215,6 +219,7 @@ impl ClientBuilder {
             prefix: self.prefix,
             drift_factor: self.drift_factor,
             renewer: Renewer::default(),
+            waiters: Waiters::new(subscribable, self.connect_timeout),
         })))
     }
 }
@@ -233,7 +238,7 @@ fn open(
     url: &str,
     connect_timeout: Duration,
     command_timeout: Duration,
-) -> Result<(Node, Identity), Error> {
+) -> Result<(Node, Identity, redis::Client), Error> {
     let malformed = |e: redis::RedisError| ConfigError::MalformedUrl {
         url: redact_url(url),
         reason: e.detail().unwrap_or("not a valid Redis URL").to_owned(),
@@ -256,14 +261,15 @@ fn open(
         .set_connection_timeout(Some(connect_timeout))
         .set_response_timeout(Some(command_timeout))
         .set_number_of_retries(1);
-    let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(malformed)?;
+    let manager =
+        ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(malformed)?;
     let identity = Identity {
         label: label.clone(),
         db,
         host,
         port,
     };
-    Ok((Node::new(manager, label, command_timeout), identity))
+    Ok((Node::new(manager, label, command_timeout), identity, client))
 }
 
 /// Rejects a server listed twice: the same host (or host names that resolve to a shared

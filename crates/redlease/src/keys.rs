@@ -13,6 +13,8 @@ pub(crate) struct Keys {
     pub(crate) lock: String,
     /// The fencing counter: incremented by every grant, never expires.
     pub(crate) fence: String,
+    /// The pub/sub channel the release script publishes on (the lock key + `:released`).
+    pub(crate) channel: String,
 }
 
 impl Keys {
@@ -20,7 +22,12 @@ impl Keys {
         validate_name(name)?;
         let lock = format!("{prefix}{{{name}}}");
         let fence = format!("{lock}:fence");
-        Ok(Self { lock, fence })
+        let channel = format!("{lock}:released");
+        Ok(Self {
+            lock,
+            fence,
+            channel,
+        })
     }
 }
 
@@ -65,6 +72,7 @@ mod tests {
         let keys = Keys::new("redlease:", "jobs:nightly").unwrap();
         assert_eq!(keys.lock, "redlease:{jobs:nightly}");
         assert_eq!(keys.fence, "redlease:{jobs:nightly}:fence");
+        assert_eq!(keys.channel, "redlease:{jobs:nightly}:released");
     }
 
     #[test]

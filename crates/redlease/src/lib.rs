@@ -80,6 +80,7 @@ mod quorum;
 mod renew;
 mod retry;
 mod token;
+mod wait;
 
 pub use client::Client;
 pub use config::{

@@ -12,6 +12,7 @@ use crate::lease::{Lease, Renewal};
 use crate::quorum::Round;
 use crate::retry::Retry;
 use crate::token::Token;
+use crate::wait::Watch;
 
 /// What to ask for when acquiring: the lease's TTL, how to retry while it is taken, and
 /// whether to keep it alive automatically.
@@ -157,7 +158,12 @@ pub(crate) async fn acquire(
         maybe_granted: false,
     };
     let mut failed = 0u32;
+    let mut wakeups: Option<Watch> = None;
+    let mut subscribe = true;
     loop {
+        if let Some(wakeups) = wakeups.as_mut() {
+            wakeups.mark_seen();
+        }
         let sent = Instant::now();
         let valid_until = sent + trusted;
         unclaimed.maybe_granted = true;
@@ -182,18 +188,30 @@ pub(crate) async fn acquire(
                 granted_on,
             } => (error, holder_remaining, granted_on),
         };
-        if let Error::Contended { .. } = failure {
+        let contended = matches!(failure, Error::Contended { .. });
+        if contended {
             // A single node that answered "held by another" holds no grant of ours; with
             // several nodes, one that did not answer might.
             unclaimed.maybe_granted = shared.nodes.len() > 1;
         }
         failed = failed.saturating_add(1);
-        let Some(mut delay) = retry.delay_after(failed, &mut rng) else {
+        let Some(backoff) = retry.delay_after(failed, &mut rng) else {
             return Err(failure);
         };
-        if let Some(remaining) = holder_remaining {
-            delay = delay.min(remaining);
+        // Subscribe to the lock's release channel, then retry at once: a release between the
+        // failed attempt and the subscription is seen by that retry, any later one wakes us.
+        let just_subscribed = contended && wakeups.is_none() && subscribe;
+        if just_subscribed {
+            subscribe = false;
+            wakeups = shared.waiters.watch(&lease.keys.channel).await;
         }
+        // The retry policy's delay is the longest wait; a release wakes us sooner, and the
+        // lock is free anyway when the holder's lease runs out.
+        let mut delay = match holder_remaining {
+            _ if just_subscribed && wakeups.is_some() => Duration::ZERO,
+            Some(remaining) => backoff.min(remaining),
+            None => backoff,
+        };
         if let Some(deadline) = deadline {
             let now = Instant::now();
             if now >= deadline {
@@ -215,7 +233,22 @@ pub(crate) async fn acquire(
                 let _ = shared.nodes.release(&lease, Some(&granted_on)).await;
             }
         };
-        tokio::join!(give_back, tokio::time::sleep(delay));
+        let wait = async {
+            let Some(watch) = wakeups.as_mut() else {
+                tokio::time::sleep(delay).await;
+                return true;
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => true,
+                woken = watch.changed() => woken.is_some(),
+            }
+        };
+        let ((), subscribed) = tokio::join!(give_back, wait);
+        if !subscribed {
+            // The subscriber connection broke: poll for now, subscribe again next time.
+            wakeups = None;
+            subscribe = true;
+        }
     }
 }
 

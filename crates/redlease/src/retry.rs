@@ -18,8 +18,11 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// which reuses the same token, finds out. Configuration errors, wrong-type keys and other
 /// server errors end the loop at once.
 ///
-/// Waits never outlast the holder's remaining TTL (the lock is free then) nor the deadline set
-/// with [`timeout`](Retry::timeout); at the deadline one last attempt is made.
+/// The delays are the *longest* waits between attempts: a waiter subscribes to the lock's
+/// release channel and retries as soon as the holder releases, so with a live subscription a
+/// long delay costs nothing but the rare case of a lost notification. Waits also never outlast
+/// the holder's remaining TTL (the lock is free then) nor the deadline set with
+/// [`timeout`](Retry::timeout); at the deadline one last attempt is made.
 ///
 /// The default ([`Retry::default`]) is exponential backoff from [`DEFAULT_RETRY_DELAY`] up to
 /// [`DEFAULT_RETRY_MAX_DELAY`], with jitter, for at most [`DEFAULT_ACQUIRE_TIMEOUT`].

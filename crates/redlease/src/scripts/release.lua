@@ -1,10 +1,15 @@
--- Delete the lock key only if it still holds our token.
+-- Delete the lock key only if it still holds our token, and tell waiters the lock is free.
 -- KEYS[1] lock key; ARGV[1] token
 -- Returns {1, 0} released | {0, 0} already gone | {-1, 0} another owner holds it
 --       | {-2, type} the key is not a string
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then return {-2, redis.call('TYPE', KEYS[1]).ok} end
-if not value then return {0, 0} end
-if value ~= ARGV[1] then return {-1, 0} end
-redis.call('DEL', KEYS[1])
-return {1, 0}
+if value == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+elseif value then
+  return {-1, 0}
+end
+-- Free on this node (released now, or expired): a hint for waiters, who retry to find out.
+redis.call('PUBLISH', KEYS[1] .. ':released', '')
+if value then return {1, 0} end
+return {0, 0}

@@ -41,38 +41,65 @@ async fn aborted_acquire_in_flight_leaves_no_key_behind() {
     assert_eq!(guard.fence(), 2, "the orphaned grant took fence 1");
 }
 
-#[tokio::test]
-async fn aborted_waiter_leaves_the_lock_usable_and_no_task_behind() {
-    let (server, client) = setup().await;
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let baseline = metrics.num_alive_tasks();
-    let holder = client.try_acquire("queue", 30 * SECOND).await.unwrap();
-    let waiter = {
-        let client = client.clone();
-        let options = LockOptions::new(30 * SECOND).retry(Retry::fixed(ms(5)));
-        tokio::spawn(async move { client.acquire("queue", &options).await })
-    };
-    tokio::time::sleep(ms(50)).await;
-    waiter.abort();
-    assert!(waiter.await.unwrap_err().is_cancelled());
-    holder.release().await.unwrap();
+async fn subscribers(server: &redlease_testkit::RedisServer, channel: &str) -> u64 {
+    let (_, count): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut raw(server).await)
+        .await
+        .unwrap();
+    count
+}
 
+/// In the style of tokio's `aborted_future_*` tests: waiters aborted while subscribed leave
+/// no subscription and no task behind, and the lock stays usable.
+#[tokio::test]
+async fn aborted_waiters_leave_no_subscription_task_or_lock_behind() {
+    let (server, client) = setup().await;
+    let channel = "redlease:{queue}:released";
+    let holder = client.try_acquire("queue", 30 * SECOND).await.unwrap();
+    let options = LockOptions::new(30 * SECOND).retry(Retry::fixed(SECOND));
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let mut alive_after_first_round = None;
+    for _round in 0..3 {
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let (client, options) = (client.clone(), options.clone());
+                tokio::spawn(async move { client.acquire("queue", &options).await })
+            })
+            .collect();
+        let deadline = Instant::now() + 3 * SECOND;
+        while subscribers(&server, channel).await == 0 {
+            assert!(Instant::now() < deadline, "the waiters never subscribed");
+            tokio::time::sleep(ms(5)).await;
+        }
+        for waiter in waiters {
+            waiter.abort();
+            assert!(waiter.await.unwrap_err().is_cancelled());
+        }
+        let deadline = Instant::now() + 3 * SECOND;
+        while subscribers(&server, channel).await != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "aborted waiters left their subscription"
+            );
+            tokio::time::sleep(ms(5)).await;
+        }
+        // The client's one subscriber task stays; nothing accumulates per waiter.
+        let alive = metrics.num_alive_tasks();
+        let first = *alive_after_first_round.get_or_insert(alive);
+        assert!(
+            alive <= first,
+            "{alive} tasks alive, {first} after the first round"
+        );
+    }
+    holder.release().await.unwrap();
     let guard = client
         .try_acquire("queue", SECOND)
         .await
         .expect("nobody holds it");
-    assert_eq!(guard.fence(), 2, "the aborted waiter never got the lock");
+    assert_eq!(guard.fence(), 2, "no aborted waiter ever got the lock");
     guard.release().await.unwrap();
-    let deadline = Instant::now() + 2 * SECOND;
-    while metrics.num_alive_tasks() > baseline {
-        assert!(
-            Instant::now() < deadline,
-            "{} tasks alive, {baseline} before",
-            metrics.num_alive_tasks()
-        );
-        tokio::time::sleep(ms(10)).await;
-    }
-    drop(server);
 }
 
 #[tokio::test]

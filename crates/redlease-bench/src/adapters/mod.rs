@@ -1,0 +1,214 @@
+//! The lock implementations under test, behind one small trait, and the list of variants the
+//! suite measures.
+//!
+//! To measure another configuration of an existing library (redlease with another retry
+//! policy, a "fair" mode, 3 or 5 nodes), add one entry to [`variants`]. A new library needs one
+//! module implementing [`Adapter`], one arm in [`Lib`] and one in [`Lib::visit`].
+
+use std::future::Future;
+use std::time::Duration;
+
+mod raw;
+mod redlease;
+mod redlock;
+mod rslock;
+
+pub(crate) use self::raw::RawConfig;
+pub(crate) use self::redlease::RedleaseConfig;
+pub(crate) use self::redlock::RedlockConfig;
+pub(crate) use self::rslock::RslockConfig;
+
+/// The lease TTL every benchmark lock is taken with: far longer than any hold, so no lease
+/// ever expires during a run.
+pub(crate) const TTL: Duration = Duration::from_secs(10);
+
+/// Why an acquire call returned without the lock.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The library's own retry policy ran out (rslock/redlock after their few tries, redlease
+    /// at its timeout): the caller has to call again.
+    GaveUp,
+    /// Anything else: a connection or server error, a rejected argument.
+    Error(String),
+}
+
+/// One lock library, configured, connected to the servers of one measurement.
+///
+/// Calls of a [`BLOCKING`](Adapter::BLOCKING) adapter block the calling thread, and the suite
+/// runs them on threads of their own; the others are polled on a tokio runtime.
+pub(crate) trait Adapter: Sized + Send + Sync + 'static {
+    /// What the variant list configures (retry policy and the like).
+    type Config: Clone + Send + Sync + 'static;
+    /// What a successful acquire hands back, for release.
+    type Held: Send + 'static;
+    /// Whether calls block the calling thread.
+    const BLOCKING: bool;
+
+    /// Connects to the servers at `urls` (one per node).
+    fn connect(
+        config: &Self::Config,
+        urls: &[String],
+    ) -> impl Future<Output = Result<Self, String>> + Send;
+
+    /// Takes the lock `name` for [`TTL`], retrying as the library's configuration says.
+    fn acquire(&self, name: &str) -> impl Future<Output = Result<Self::Held, Failure>> + Send;
+
+    /// Releases a lock this adapter acquired.
+    fn release(&self, held: Self::Held) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Something that runs with any adapter type: a scenario, given a variant's configuration.
+pub(crate) trait Visit {
+    /// What the visit produces.
+    type Out;
+    /// Runs with adapter type `A` configured by `config`.
+    fn visit<A: Adapter>(self, config: &A::Config) -> Self::Out;
+}
+
+/// A library and its configuration.
+#[derive(Debug, Clone)]
+pub(crate) enum Lib {
+    /// Bare `redis` commands, no lock logic: the round-trip limit.
+    Raw(RawConfig),
+    /// This workspace's library.
+    Redlease(RedleaseConfig),
+    /// `rslock` 0.10 (async, tokio, redis 1.x).
+    Rslock(RslockConfig),
+    /// `redlock` 2.0 (redlock-rs, blocking, redis 0.23).
+    Redlock(RedlockConfig),
+}
+
+impl Lib {
+    /// Calls `v.visit` with the adapter type of this library.
+    pub(crate) fn visit<V: Visit>(&self, v: V) -> V::Out {
+        match self {
+            Self::Raw(c) => v.visit::<raw::Raw>(c),
+            Self::Redlease(c) => v.visit::<redlease::Redlease>(c),
+            Self::Rslock(c) => v.visit::<rslock::Rslock>(c),
+            Self::Redlock(c) => v.visit::<redlock::Redlock>(c),
+        }
+    }
+}
+
+/// Which scenarios a variant takes part in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Runs {
+    /// S1 and S2. Off for variants that differ from another only in their retry policy, which
+    /// an uncontended lock never uses.
+    pub(crate) uncontended: bool,
+    /// S3.
+    pub(crate) contended: bool,
+}
+
+/// Both kinds of scenario.
+const ALL: Runs = Runs {
+    uncontended: true,
+    contended: true,
+};
+/// Only the contention scenario.
+const CONTENDED: Runs = Runs {
+    uncontended: false,
+    contended: true,
+};
+
+/// One row of the report: a library, its settings, and how many nodes it runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct Variant {
+    /// Row label, unique.
+    pub(crate) name: &'static str,
+    /// How it waits for a taken lock, for the report.
+    pub(crate) retry: &'static str,
+    /// Redis servers it is given (its quorum is a majority of them).
+    pub(crate) nodes: usize,
+    /// Scenarios it takes part in.
+    pub(crate) runs: Runs,
+    /// The library and its configuration.
+    pub(crate) lib: Lib,
+}
+
+/// How long a waiter with an otherwise unbounded retry policy keeps trying: far longer than
+/// any wait a run produces, but finite.
+const LONG_WAIT: Duration = Duration::from_secs(60);
+
+/// The name of the variant all others are compared with.
+pub(crate) const BASELINE: &str = "rslock-default";
+/// The name of the raw round-trip limit.
+pub(crate) const RAW: &str = "raw";
+
+/// Every variant the suite knows, in report order, on `nodes` servers each.
+pub(crate) fn variants(nodes: usize) -> Vec<Variant> {
+    let ms = Duration::from_millis;
+    vec![
+        Variant {
+            name: RAW,
+            retry: "SET NX again at once (busy poll)",
+            nodes,
+            runs: ALL,
+            lib: Lib::Raw(RawConfig),
+        },
+        Variant {
+            name: "redlease",
+            retry: "exponential 1–20 ms, jitter (60 s timeout)",
+            nodes,
+            runs: ALL,
+            lib: Lib::Redlease(RedleaseConfig {
+                retry: ::redlease::Retry::exponential(ms(1), ms(20)).timeout(LONG_WAIT),
+            }),
+        },
+        Variant {
+            name: "redlease-default",
+            retry: "default: exponential 10–200 ms, jitter (10 s timeout)",
+            nodes,
+            runs: CONTENDED,
+            lib: Lib::Redlease(RedleaseConfig {
+                retry: ::redlease::Retry::default(),
+            }),
+        },
+        Variant {
+            name: BASELINE,
+            retry: "default: 3 tries, 0–199 ms pauses",
+            nodes,
+            runs: ALL,
+            lib: Lib::Rslock(RslockConfig::DEFAULT),
+        },
+        Variant {
+            name: "rslock-tuned",
+            retry: "1000 tries, 0–1 ms pauses",
+            nodes,
+            runs: CONTENDED,
+            lib: Lib::Rslock(RslockConfig::TUNED),
+        },
+        Variant {
+            name: "redlock-default",
+            retry: "default: 3 tries, 0–199 ms pauses",
+            nodes,
+            runs: ALL,
+            lib: Lib::Redlock(RedlockConfig::DEFAULT),
+        },
+        Variant {
+            name: "redlock-tuned",
+            retry: "1000 tries, 0–1 ms pauses",
+            nodes,
+            runs: CONTENDED,
+            lib: Lib::Redlock(RedlockConfig::TUNED),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_the_references_exist() {
+        let all = variants(1);
+        let mut names: Vec<_> = all.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        for reference in [RAW, BASELINE] {
+            let v = all.iter().find(|v| v.name == reference).expect("present");
+            assert!(v.runs.uncontended && v.runs.contended, "{reference}");
+        }
+    }
+}
