@@ -13,8 +13,9 @@ use std::time::Duration;
 pub enum Error {
     /// Another holder has the lock, and the retry policy allowed no further attempt.
     Contended {
-        /// How long the current holder's lease still runs, as Redis reported it; `None` when the
-        /// key has no expiry (it was written by something other than redlease).
+        /// How long the current holder's lease still runs, as Redis reported it; `None` when
+        /// unknown: the key has no expiry (it was written by something other than redlease),
+        /// or, in fair mode, the lock is free but promised to a client that queued earlier.
         remaining_ttl: Option<Duration>,
     },
     /// The lock stayed held by others until the retry policy's deadline passed.
@@ -119,7 +120,7 @@ impl fmt::Display for Error {
 fn write_remaining(f: &mut fmt::Formatter<'_>, remaining: Option<Duration>) -> fmt::Result {
     match remaining {
         Some(ttl) => write!(f, " (its lease ends in {ttl:?})"),
-        None => write!(f, " (the key has no expiry)"),
+        None => write!(f, " (for an unknown time)"),
     }
 }
 
@@ -203,6 +204,8 @@ pub enum ConfigError {
         /// The TTL.
         ttl: Duration,
     },
+    /// Fair mode was asked for with several nodes; it needs exactly one.
+    FairNeedsOneNode,
     /// The lock name is empty.
     EmptyName,
     /// The lock name is longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes.
@@ -254,6 +257,9 @@ impl fmt::Display for ConfigError {
             Self::HoldCapBelowTtl { max_hold, ttl } => write!(
                 f,
                 "the maximum hold time {max_hold:?} is shorter than the TTL {ttl:?}"
+            ),
+            Self::FairNeedsOneNode => f.write_str(
+                "fair mode needs a single node: the queues of several nodes could disagree",
             ),
             Self::EmptyName => f.write_str("the lock name must not be empty"),
             Self::NameTooLong { len, max } => {

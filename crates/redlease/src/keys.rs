@@ -15,6 +15,10 @@ pub(crate) struct Keys {
     pub(crate) fence: String,
     /// The pub/sub channel the release script publishes on (the lock key + `:released`).
     pub(crate) channel: String,
+    /// Fair mode's waiters, by arrival time (a sorted set of tokens).
+    pub(crate) queue: String,
+    /// Fair mode's waiters, by the time their entry expires unless refreshed.
+    pub(crate) queue_expiry: String,
 }
 
 impl Keys {
@@ -23,10 +27,14 @@ impl Keys {
         let lock = format!("{prefix}{{{name}}}");
         let fence = format!("{lock}:fence");
         let channel = format!("{lock}:released");
+        let queue = format!("{lock}:queue");
+        let queue_expiry = format!("{lock}:queue:expiry");
         Ok(Self {
             lock,
             fence,
             channel,
+            queue,
+            queue_expiry,
         })
     }
 }

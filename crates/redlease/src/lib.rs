@@ -90,7 +90,7 @@ pub use config::{
 pub use error::{BackendError, BackendErrorKind, ConfigError, Error, Lost};
 pub use guard::{Guard, ReleaseOutcome};
 pub use keys::MAX_NAME_LEN;
-pub use lock::LockOptions;
+pub use lock::{LockOptions, QUEUE_ENTRY_TTL};
 pub use quorum::{MIN_NODE_TIMEOUT, NODE_TIMEOUT_SHARE};
 pub use renew::RENEW_DIVISOR;
 pub use retry::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY, Retry};

@@ -22,6 +22,7 @@ use crate::wait::Watch;
 /// | [`retry`](Self::retry) | [`Retry::default`] (exponential backoff for up to 10 s) |
 /// | [`auto_renew`](Self::auto_renew) | off: the lease ends after `ttl` unless extended |
 /// | [`max_hold`](Self::max_hold) | none |
+/// | [`fair`](Self::fair) | off: whoever retries first after a release wins |
 ///
 /// Renewal is off by default because a TTL that silently becomes "forever" surprises more
 /// than one that ends: turn it on for work of unknown length, and pair it with
@@ -45,6 +46,7 @@ pub struct LockOptions {
     retry: Retry,
     auto_renew: bool,
     max_hold: Option<Duration>,
+    fair: bool,
 }
 
 impl LockOptions {
@@ -56,6 +58,7 @@ impl LockOptions {
             retry: Retry::default(),
             auto_renew: false,
             max_hold: None,
+            fair: false,
         }
     }
 
@@ -82,11 +85,30 @@ impl LockOptions {
         self
     }
 
+    /// First come, first served: waiters queue in Redis in arrival order, and a free lock goes
+    /// to the head of the queue, across processes. A waiter keeps its place by retrying at
+    /// least every [`QUEUE_ENTRY_TTL`]` / 3`; a waiter that stops (crashed, or its `acquire`
+    /// was dropped without cleanup) loses its place after [`QUEUE_ENTRY_TTL`].
+    ///
+    /// What it costs: each handoff waits for the head of the queue to retry (a round trip
+    /// after the release notification) even if another client could have taken the lock
+    /// sooner, and a crashed head can hold the queue up for up to [`QUEUE_ENTRY_TTL`].
+    /// Fairness holds among clients that all use fair mode on that name; a non-fair acquire
+    /// can still take a free lock ahead of the queue. Fair mode needs a single node (the
+    /// queues of several Redlock nodes could order waiters differently).
+    pub fn fair(mut self, on: bool) -> Self {
+        self.fair = on;
+        self
+    }
+
     /// The lease's TTL.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 }
+
+/// How long a fair-mode waiter keeps its place in the queue without retrying.
+pub const QUEUE_ENTRY_TTL: Duration = Duration::from_secs(3);
 
 /// The part of `ttl` a client does not trust: clock drift between client and server.
 pub(crate) fn drift(ttl: Duration, drift_factor: f64) -> Duration {
@@ -109,13 +131,15 @@ pub(crate) fn lease_millis(ttl: Duration, drift_factor: f64) -> Result<u64, Conf
     Ok(u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
 }
 
-/// A token that may have been granted a lease nobody holds a guard for yet: after a request
-/// whose reply was lost, or while a request is in flight. If the acquire ends without a guard
-/// (error or cancellation), the lease is deleted in the background, by token.
+/// A lease that may exist on the servers without a guard for it: after a request whose reply
+/// was lost, or while a request is in flight. If the acquire ends without a guard (error or
+/// cancellation), the lease is deleted in the background by token, and a fair waiter leaves
+/// the queue.
 struct Unclaimed<'a> {
     client: &'a Client,
     lease: &'a Arc<Lease>,
     maybe_granted: bool,
+    queued: bool,
 }
 
 impl Drop for Unclaimed<'_> {
@@ -123,7 +147,38 @@ impl Drop for Unclaimed<'_> {
         if self.maybe_granted {
             crate::guard::release_in_background(self.client, self.lease.clone());
         }
+        if self.queued
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (client, lease) = (self.client.clone(), self.lease.clone());
+            runtime.spawn(async move { client.shared().nodes.leave_queue(&lease).await });
+        }
     }
+}
+
+/// One call to `acquire`: the attempts, the retry schedule, and the subscription to the lock's
+/// release channel.
+struct Acquisition<'a> {
+    client: &'a Client,
+    options: &'a LockOptions,
+    lease: Arc<Lease>,
+    ttl_ms: u64,
+    trusted: Duration,
+    node_timeout: Duration,
+    queue_entry_ms: Option<u64>,
+    started: Instant,
+    deadline: Option<Instant>,
+    rng: fastrand::Rng,
+    failed: u32,
+    wakeups: Option<Watch>,
+    may_subscribe: bool,
+}
+
+/// How one failed attempt ended.
+struct Failure {
+    error: Error,
+    holder_remaining: Option<Duration>,
+    granted_on: Vec<usize>,
 }
 
 pub(crate) async fn acquire(
@@ -131,93 +186,150 @@ pub(crate) async fn acquire(
     name: &str,
     options: &LockOptions,
 ) -> Result<Guard, Error> {
-    let shared = client.shared();
-    let keys = Keys::new(&shared.prefix, name)?;
-    let ttl = options.ttl;
-    let ttl_ms = shared.lease_millis(ttl)?;
-    let retry = &options.retry;
-    retry.validate()?;
-    if let Some(limit) = options.max_hold
-        && limit < ttl
-    {
-        return Err(ConfigError::HoldCapBelowTtl {
-            max_hold: limit,
-            ttl,
-        }
-        .into());
-    }
-    let trusted = ttl.saturating_sub(shared.drift(ttl));
-    let node_timeout = shared.nodes.acquire_timeout(ttl, trusted);
-    let lease = Arc::new(Lease::new(name, keys, Token::generate()?));
-    let started = Instant::now();
-    let deadline = retry.get_timeout().map(|t| started + t);
-    let mut rng = fastrand::Rng::new();
+    let mut acquisition = Acquisition::new(client, name, options)?;
+    let lease = acquisition.lease.clone();
     let mut unclaimed = Unclaimed {
         client,
         lease: &lease,
         maybe_granted: false,
+        queued: false,
     };
-    let mut failed = 0u32;
-    let mut wakeups: Option<Watch> = None;
-    let mut subscribe = true;
     loop {
-        if let Some(wakeups) = wakeups.as_mut() {
+        unclaimed.maybe_granted = true;
+        unclaimed.queued |= acquisition.queue_entry_ms.is_some();
+        let failure = match acquisition.attempt().await? {
+            Ok(guard) => {
+                unclaimed.maybe_granted = false;
+                unclaimed.queued = false;
+                return Ok(guard);
+            }
+            Err(failure) => failure,
+        };
+        if matches!(failure.error, Error::Contended { .. }) {
+            // A single node that answered "held by another" holds no grant of ours; with
+            // several nodes, one that did not answer might.
+            unclaimed.maybe_granted = client.shared().nodes.len() > 1;
+        }
+        acquisition.wait(failure).await?;
+    }
+}
+
+impl<'a> Acquisition<'a> {
+    fn new(client: &'a Client, name: &str, options: &'a LockOptions) -> Result<Self, Error> {
+        let shared = client.shared();
+        let keys = Keys::new(&shared.prefix, name)?;
+        let ttl = options.ttl;
+        let ttl_ms = shared.lease_millis(ttl)?;
+        options.retry.validate()?;
+        if let Some(limit) = options.max_hold
+            && limit < ttl
+        {
+            return Err(ConfigError::HoldCapBelowTtl {
+                max_hold: limit,
+                ttl,
+            }
+            .into());
+        }
+        if options.fair && shared.nodes.len() > 1 {
+            return Err(ConfigError::FairNeedsOneNode.into());
+        }
+        let trusted = ttl.saturating_sub(shared.drift(ttl));
+        let started = Instant::now();
+        Ok(Self {
+            client,
+            options,
+            lease: Arc::new(Lease::new(name, keys, Token::generate()?)),
+            ttl_ms,
+            trusted,
+            node_timeout: shared.nodes.acquire_timeout(ttl, trusted),
+            queue_entry_ms: options
+                .fair
+                .then(|| u64::try_from(QUEUE_ENTRY_TTL.as_millis()).unwrap_or(u64::MAX)),
+            started,
+            deadline: options.retry.get_timeout().map(|t| started + t),
+            rng: fastrand::Rng::new(),
+            failed: 0,
+            wakeups: None,
+            may_subscribe: true,
+        })
+    }
+
+    /// One round over the nodes. Every attempt carries the same token.
+    async fn attempt(&mut self) -> Result<Result<Guard, Failure>, Error> {
+        if let Some(wakeups) = self.wakeups.as_mut() {
             wakeups.mark_seen();
         }
+        let shared = self.client.shared();
         let sent = Instant::now();
-        let valid_until = sent + trusted;
-        unclaimed.maybe_granted = true;
-        let (failure, holder_remaining, granted_on) = match shared
+        let valid_until = sent + self.trusted;
+        let round = shared
             .nodes
-            .acquire(&lease, ttl_ms, node_timeout, valid_until)
-            .await?
-        {
-            Round::Granted { fence } => {
-                if lease.extended(sent, ttl, trusted) {
-                    unclaimed.maybe_granted = false;
-                    start_renewal(client, &lease, options, sent);
-                    return Ok(Guard::new(client.clone(), lease.clone(), fence));
-                }
-                // The validity ran out between the round's check and now: as late as a late
-                // reply, and cleaned up the same way.
-                (Error::Lost(crate::Lost::Expired), None, Vec::new())
+            .acquire(
+                &self.lease,
+                self.ttl_ms,
+                self.queue_entry_ms,
+                self.node_timeout,
+                valid_until,
+            )
+            .await?;
+        Ok(match round {
+            Round::Granted { fence }
+                if self.lease.extended(sent, self.options.ttl, self.trusted) =>
+            {
+                start_renewal(self.client, &self.lease, self.options, sent);
+                Ok(Guard::new(self.client.clone(), self.lease.clone(), fence))
             }
+            // The validity ran out between the round's check and now: as late as a late reply,
+            // and cleaned up the same way.
+            Round::Granted { .. } => Err(Failure {
+                error: Error::Lost(crate::Lost::Expired),
+                holder_remaining: None,
+                granted_on: Vec::new(),
+            }),
             Round::Failed {
                 error,
                 holder_remaining,
                 granted_on,
-            } => (error, holder_remaining, granted_on),
-        };
-        let contended = matches!(failure, Error::Contended { .. });
-        if contended {
-            // A single node that answered "held by another" holds no grant of ours; with
-            // several nodes, one that did not answer might.
-            unclaimed.maybe_granted = shared.nodes.len() > 1;
-        }
-        failed = failed.saturating_add(1);
-        let Some(backoff) = retry.delay_after(failed, &mut rng) else {
-            return Err(failure);
+            } => Err(Failure {
+                error,
+                holder_remaining,
+                granted_on,
+            }),
+        })
+    }
+
+    /// Waits before the next attempt, or returns the error that ends the acquire.
+    async fn wait(&mut self, failure: Failure) -> Result<(), Error> {
+        let shared = self.client.shared();
+        let contended = matches!(failure.error, Error::Contended { .. });
+        self.failed = self.failed.saturating_add(1);
+        let Some(backoff) = self.options.retry.delay_after(self.failed, &mut self.rng) else {
+            return Err(failure.error);
         };
         // Subscribe to the lock's release channel, then retry at once: a release between the
         // failed attempt and the subscription is seen by that retry, any later one wakes us.
-        let just_subscribed = contended && wakeups.is_none() && subscribe;
+        let just_subscribed = contended && self.wakeups.is_none() && self.may_subscribe;
         if just_subscribed {
-            subscribe = false;
-            wakeups = shared.waiters.watch(&lease.keys.channel).await;
+            self.may_subscribe = false;
+            self.wakeups = shared.waiters.watch(&self.lease.keys.channel).await;
         }
-        // The retry policy's delay is the longest wait; a release wakes us sooner, and the
-        // lock is free anyway when the holder's lease runs out.
-        let mut delay = match holder_remaining {
-            _ if just_subscribed && wakeups.is_some() => Duration::ZERO,
+        // The retry policy's delay is the longest wait; a release wakes us sooner, and the lock
+        // is free anyway when the holder's lease runs out. A fair waiter also comes back in
+        // time to keep its place in the queue.
+        let mut delay = match failure.holder_remaining {
+            _ if just_subscribed && self.wakeups.is_some() => Duration::ZERO,
             Some(remaining) => backoff.min(remaining),
             None => backoff,
         };
-        if let Some(deadline) = deadline {
+        if self.queue_entry_ms.is_some() {
+            delay = delay.min(QUEUE_ENTRY_TTL / 3);
+        }
+        if let Some(deadline) = self.deadline {
             let now = Instant::now();
             if now >= deadline {
-                return Err(match failure {
+                return Err(match failure.error {
                     Error::Contended { remaining_ttl } => Error::TimedOut {
-                        waited: now - started,
+                        waited: now - self.started,
                         remaining_ttl,
                     },
                     other => other,
@@ -229,12 +341,15 @@ pub(crate) async fn acquire(
         // (keeping it would let split votes repeat until every lease expires). This finishes
         // before the next attempt, which reuses the token and must not be undone by it.
         let give_back = async {
-            if !granted_on.is_empty() {
-                let _ = shared.nodes.release(&lease, Some(&granted_on)).await;
+            if !failure.granted_on.is_empty() {
+                let _ = shared
+                    .nodes
+                    .release(&self.lease, Some(&failure.granted_on))
+                    .await;
             }
         };
-        let wait = async {
-            let Some(watch) = wakeups.as_mut() else {
+        let woken = async {
+            let Some(watch) = self.wakeups.as_mut() else {
                 tokio::time::sleep(delay).await;
                 return true;
             };
@@ -243,12 +358,13 @@ pub(crate) async fn acquire(
                 woken = watch.changed() => woken.is_some(),
             }
         };
-        let ((), subscribed) = tokio::join!(give_back, wait);
+        let ((), subscribed) = tokio::join!(give_back, woken);
         if !subscribed {
             // The subscriber connection broke: poll for now, subscribe again next time.
-            wakeups = None;
-            subscribe = true;
+            self.wakeups = None;
+            self.may_subscribe = true;
         }
+        Ok(())
     }
 }
 

@@ -16,17 +16,22 @@ const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
 const RELEASE_LUA: &str = include_str!("scripts/release.lua");
 const EXTEND_LUA: &str = include_str!("scripts/extend.lua");
 const RAISE_FENCE_LUA: &str = include_str!("scripts/raise_fence.lua");
+const ACQUIRE_FAIR_LUA: &str = include_str!("scripts/acquire_fair.lua");
+const LEAVE_QUEUE_LUA: &str = include_str!("scripts/leave_queue.lua");
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 static RAISE_FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(RAISE_FENCE_LUA));
+static ACQUIRE_FAIR: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_FAIR_LUA));
+static LEAVE_QUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(LEAVE_QUEUE_LUA));
 
 /// What one acquire attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
     /// The lease is ours, with this fencing token.
     Granted { fence: u64 },
-    /// Another owner holds it for this much longer (`None`: the key has no expiry).
+    /// Another owner holds it for this much longer (`None`: unknown, because the key has no
+    /// expiry, or in fair mode the lock is free but promised to an earlier waiter).
     Held { remaining: Option<Duration> },
 }
 
@@ -118,7 +123,14 @@ impl Node {
     /// the scripts are reloaded on demand.
     pub(crate) async fn load_scripts(&self, limit: Duration) -> Result<(), Error> {
         let mut pipe = redis::pipe();
-        for source in [ACQUIRE_LUA, RELEASE_LUA, EXTEND_LUA, RAISE_FENCE_LUA] {
+        for source in [
+            ACQUIRE_LUA,
+            RELEASE_LUA,
+            EXTEND_LUA,
+            RAISE_FENCE_LUA,
+            ACQUIRE_FAIR_LUA,
+            LEAVE_QUEUE_LUA,
+        ] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
         let mut conn = AnyConnection(self.connection.clone_box());
@@ -174,23 +186,33 @@ impl Node {
     /// One acquire attempt: `SET NX PX` plus the fence increment, in one script.
     ///
     /// `limit` bounds the wait for the reply: a reply later than the lease's validity is useless.
+    ///
+    /// With `queue_entry_ms`, the fair variant: waiters are served in arrival order, and a
+    /// queue entry lives that long unless refreshed by another attempt.
     pub(crate) async fn acquire(
         &self,
         keys: &Keys,
         token: &Token,
         ttl_ms: u64,
+        queue_entry_ms: Option<u64>,
         limit: Duration,
     ) -> Result<Acquired, Error> {
         const CONTEXT: &str = "acquiring a lease";
         let [code, detail] = self
             .run(CONTEXT, limit, |mut conn| async move {
-                ACQUIRE
-                    .key(&keys.lock)
-                    .key(&keys.fence)
-                    .arg(token.as_str())
-                    .arg(ttl_ms)
-                    .invoke_async(&mut conn)
-                    .await
+                let mut invocation = match queue_entry_ms {
+                    None => ACQUIRE.prepare_invoke(),
+                    Some(_) => ACQUIRE_FAIR.prepare_invoke(),
+                };
+                invocation.key(&keys.lock).key(&keys.fence);
+                if queue_entry_ms.is_some() {
+                    invocation.key(&keys.queue).key(&keys.queue_expiry);
+                }
+                invocation.arg(token.as_str()).arg(ttl_ms);
+                if let Some(entry_ms) = queue_entry_ms {
+                    invocation.arg(entry_ms);
+                }
+                invocation.invoke_async(&mut conn).await
             })
             .await?;
         match self.int(&code, CONTEXT)? {
@@ -210,6 +232,22 @@ impl Node {
             -2 => Err(Self::wrong_type(&keys.fence, &detail)),
             _ => Err(self.protocol_error(CONTEXT)),
         }
+    }
+
+    /// Takes a fair waiter out of the queue (it gave up), waking the others if the lock is free.
+    pub(crate) async fn leave_queue(&self, keys: &Keys, token: &Token) -> Result<(), Error> {
+        const CONTEXT: &str = "leaving the wait queue";
+        self.run(CONTEXT, self.command_timeout, |mut conn| async move {
+            LEAVE_QUEUE
+                .key(&keys.lock)
+                .key(&keys.queue)
+                .key(&keys.queue_expiry)
+                .arg(token.as_str())
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await?;
+        Ok(())
     }
 
     /// Raises the fence counter to at least `fence` (Redlock fencing; see DESIGN.md).

@@ -193,6 +193,7 @@ impl Nodes {
         &self,
         lease: &Arc<Lease>,
         ttl_ms: u64,
+        queue_entry_ms: Option<u64>,
         limit: Duration,
         valid_until: Instant,
     ) -> Result<Round, Error> {
@@ -200,7 +201,10 @@ impl Nodes {
         let quorum = self.quorum();
         let mut replies = self.fan_out(0..n, |node| {
             let lease = lease.clone();
-            async move { node.acquire(&lease.keys, &lease.token, ttl_ms, limit).await }
+            async move {
+                node.acquire(&lease.keys, &lease.token, ttl_ms, queue_entry_ms, limit)
+                    .await
+            }
         });
         let mut granted: Vec<(usize, u64)> = Vec::with_capacity(n);
         let mut held = 0;
@@ -363,6 +367,13 @@ impl Nodes {
                 None => Extended::Failed(self.unreachable(tally.extended, tally.errors)),
             })
             .collect()
+    }
+
+    /// Takes a fair waiter out of every node's queue (fair mode has one node).
+    pub(crate) async fn leave_queue(&self, lease: &Arc<Lease>) {
+        for node in &self.nodes {
+            let _ = node.leave_queue(&lease.keys, &lease.token).await;
+        }
     }
 
     /// Releases the lease on every node (or on `only` these). Returns once a majority released

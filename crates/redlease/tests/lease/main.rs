@@ -15,6 +15,7 @@ mod lost_reply;
 mod redlock;
 mod renewal;
 mod send_sync;
+mod waiting;
 mod wrong_type;
 
 use std::time::Duration;

@@ -1,0 +1,223 @@
+//! Waiting woken by release notifications, and fair (FIFO) mode.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use redis::AsyncCommands;
+use redlease::{Client, ConfigError, Error, LockOptions, QUEUE_ENTRY_TTL, Retry};
+use redlease_testkit::start_nodes;
+
+use crate::{SECOND, ms, raw, setup};
+
+/// A fallback delay far longer than the test: only a notification can wake the waiter.
+fn patient() -> LockOptions {
+    LockOptions::new(30 * SECOND).retry(Retry::fixed(60 * SECOND).timeout(120 * SECOND))
+}
+
+#[tokio::test]
+async fn a_release_wakes_a_waiter_long_before_its_fallback_timer() {
+    let (_server, client) = setup().await;
+    let holder = client.try_acquire("notify", 30 * SECOND).await.unwrap();
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move { client.acquire("notify", &patient()).await })
+    };
+    tokio::time::sleep(ms(200)).await;
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(10 * SECOND, waiter)
+        .await
+        .expect("woken")
+        .unwrap()
+        .unwrap();
+    assert!(
+        released.elapsed() < 5 * SECOND,
+        "took {:?}; the fallback is 60 s",
+        released.elapsed()
+    );
+    assert_eq!(guard.fence(), 2);
+}
+
+#[tokio::test]
+async fn waiters_in_other_clients_are_woken_too() {
+    let (server, holder_client) = setup().await;
+    let holder = holder_client
+        .try_acquire("shared", 30 * SECOND)
+        .await
+        .unwrap();
+    let mut waiters = Vec::new();
+    for _ in 0..4 {
+        let client = Client::connect(&server.url()).await.unwrap();
+        waiters.push(tokio::spawn(async move {
+            let guard = client.acquire("shared", &patient()).await?;
+            guard.release().await
+        }));
+    }
+    tokio::time::sleep(ms(200)).await;
+    holder.release().await.unwrap();
+    for waiter in waiters {
+        tokio::time::timeout(10 * SECOND, waiter)
+            .await
+            .expect("each waiter woken in turn")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_killed_subscriber_connection_is_replaced_and_waiting_goes_on() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let holder = client
+        .try_acquire("resubscribe", 30 * SECOND)
+        .await
+        .unwrap();
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move { client.acquire("resubscribe", &patient()).await })
+    };
+    tokio::time::sleep(ms(200)).await;
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "one subscriber connection per client");
+    tokio::time::sleep(ms(300)).await; // the waiter notices, retries and subscribes again
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(10 * SECOND, waiter)
+        .await
+        .expect("woken")
+        .unwrap()
+        .unwrap();
+    assert!(
+        released.elapsed() < 5 * SECOND,
+        "took {:?}",
+        released.elapsed()
+    );
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn fair_waiters_get_the_lock_in_arrival_order() {
+    let (server, client) = setup().await;
+    let fair = |ttl| {
+        LockOptions::new(ttl)
+            .fair(true)
+            .retry(Retry::fixed(SECOND).timeout(30 * SECOND))
+    };
+    let holder = client.acquire("fifo", &fair(30 * SECOND)).await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for id in 0..5 {
+        // A client each, as if five processes queued one after the other.
+        let client = Client::connect(&server.url()).await.unwrap();
+        let order = order.clone();
+        waiters.push(tokio::spawn(async move {
+            let guard = client.acquire("fifo", &fair(30 * SECOND)).await.unwrap();
+            order.lock().unwrap().push(id);
+            guard.release().await.unwrap();
+        }));
+        tokio::time::sleep(ms(50)).await;
+    }
+    let queued: u64 = raw(&server)
+        .await
+        .zcard("redlease:{fifo}:queue")
+        .await
+        .unwrap();
+    assert_eq!(queued, 5);
+    holder.release().await.unwrap();
+    for waiter in waiters {
+        tokio::time::timeout(10 * SECOND, waiter)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_crashed_fair_waiter_holds_the_queue_only_until_its_entry_expires() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    // A waiter that queued and then vanished without cleaning up (killed process).
+    let now_ms: u64 = {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        secs * 1000 + micros / 1000
+    };
+    let _: () = conn
+        .zadd("redlease:{crash}:queue", "ghost", 1)
+        .await
+        .unwrap();
+    let expiry = now_ms + u64::try_from(QUEUE_ENTRY_TTL.as_millis()).unwrap();
+    let _: () = conn
+        .zadd("redlease:{crash}:queue:expiry", "ghost", expiry)
+        .await
+        .unwrap();
+    let options = LockOptions::new(SECOND)
+        .fair(true)
+        .retry(Retry::fixed(ms(100)).timeout(10 * SECOND));
+    let started = Instant::now();
+    let guard = client.acquire("crash", &options).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= QUEUE_ENTRY_TTL - ms(200),
+        "the ghost's place was honoured: waited {waited:?}"
+    );
+    assert!(waited < QUEUE_ENTRY_TTL + 2 * SECOND, "waited {waited:?}");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_aborted_fair_waiter_leaves_the_queue_at_once() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let options = LockOptions::new(30 * SECOND)
+        .fair(true)
+        .retry(Retry::fixed(SECOND));
+    let holder = client.acquire("leave", &options).await.unwrap();
+    let waiter = {
+        let (client, options) = (client.clone(), options.clone());
+        tokio::spawn(async move { client.acquire("leave", &options).await })
+    };
+    tokio::time::sleep(ms(200)).await;
+    let queued: u64 = conn.zcard("redlease:{leave}:queue").await.unwrap();
+    assert_eq!(queued, 1);
+    waiter.abort();
+    let deadline = Instant::now() + 2 * SECOND;
+    loop {
+        let queued: u64 = conn.zcard("redlease:{leave}:queue").await.unwrap();
+        let expiries: u64 = conn.zcard("redlease:{leave}:queue:expiry").await.unwrap();
+        if queued == 0 && expiries == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the aborted waiter is still queued"
+        );
+        tokio::time::sleep(ms(10)).await;
+    }
+    holder.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn fair_mode_needs_one_node() {
+    let servers = start_nodes(3).unwrap();
+    let client = servers
+        .iter()
+        .fold(Client::builder(), |b, s| b.url(s.url()))
+        .build()
+        .await
+        .unwrap();
+    let err = client
+        .acquire("n", &LockOptions::new(SECOND).fair(true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidConfig(ConfigError::FairNeedsOneNode)),
+        "{err:?}"
+    );
+}
