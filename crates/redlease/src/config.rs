@@ -116,7 +116,7 @@ impl ClientBuilder {
         let label = format!("caller-supplied connection (db {})", connection.get_db());
         self.sources
             .push(Source::Connection(Box::new(move |command_timeout| {
-                Node::new(connection, label, command_timeout)
+                Node::new(connection, label, command_timeout, false)
             })));
         self
     }
@@ -269,7 +269,11 @@ fn open(
         host,
         port,
     };
-    Ok((Node::new(manager, label, command_timeout), identity, client))
+    Ok((
+        Node::new(manager, label, command_timeout, true),
+        identity,
+        client,
+    ))
 }
 
 /// Rejects a server listed twice: the same host (or host names that resolve to a shared

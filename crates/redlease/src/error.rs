@@ -344,6 +344,11 @@ impl BackendError {
         Self::new(kind, node, context, Some(e))
     }
 
+    /// Whether the underlying `redis` error matches `test`.
+    pub(crate) fn source_is(&self, test: impl FnOnce(&redis::RedisError) -> bool) -> bool {
+        self.source.as_ref().is_some_and(test)
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> BackendErrorKind {
         self.kind

@@ -13,12 +13,6 @@ pub(crate) struct Keys {
     pub(crate) lock: String,
     /// The fencing counter: incremented by every grant, never expires.
     pub(crate) fence: String,
-    /// The pub/sub channel the release script publishes on (the lock key + `:released`).
-    pub(crate) channel: String,
-    /// Fair mode's waiters, by arrival time (a sorted set of tokens).
-    pub(crate) queue: String,
-    /// Fair mode's waiters, by the time their entry expires unless refreshed.
-    pub(crate) queue_expiry: String,
 }
 
 impl Keys {
@@ -26,16 +20,22 @@ impl Keys {
         validate_name(name)?;
         let lock = format!("{prefix}{{{name}}}");
         let fence = format!("{lock}:fence");
-        let channel = format!("{lock}:released");
-        let queue = format!("{lock}:queue");
-        let queue_expiry = format!("{lock}:queue:expiry");
-        Ok(Self {
-            lock,
-            fence,
-            channel,
-            queue,
-            queue_expiry,
-        })
+        Ok(Self { lock, fence })
+    }
+
+    /// The pub/sub channel the release script publishes on (the lock key + `:released`).
+    pub(crate) fn channel(&self) -> String {
+        format!("{}:released", self.lock)
+    }
+
+    /// Fair mode's waiters, by arrival time (a sorted set of tokens).
+    pub(crate) fn queue(&self) -> String {
+        format!("{}:queue", self.lock)
+    }
+
+    /// Fair mode's waiters, by the time their entry expires unless refreshed.
+    pub(crate) fn queue_expiry(&self) -> String {
+        format!("{}:queue:expiry", self.lock)
     }
 }
 
@@ -80,7 +80,8 @@ mod tests {
         let keys = Keys::new("redlease:", "jobs:nightly").unwrap();
         assert_eq!(keys.lock, "redlease:{jobs:nightly}");
         assert_eq!(keys.fence, "redlease:{jobs:nightly}:fence");
-        assert_eq!(keys.channel, "redlease:{jobs:nightly}:released");
+        assert_eq!(keys.channel(), "redlease:{jobs:nightly}:released");
+        assert_eq!(keys.queue(), "redlease:{jobs:nightly}:queue");
     }
 
     #[test]

@@ -311,7 +311,7 @@ impl<'a> Acquisition<'a> {
         let just_subscribed = contended && self.wakeups.is_none() && self.may_subscribe;
         if just_subscribed {
             self.may_subscribe = false;
-            self.wakeups = shared.waiters.watch(&self.lease.keys.channel).await;
+            self.wakeups = shared.waiters.watch(&self.lease.keys.channel()).await;
         }
         // The retry policy's delay is the longest wait; a release wakes us sooner, and the lock
         // is free anyway when the holder's lease runs out. A fair waiter also comes back in

@@ -12,18 +12,41 @@ use crate::keys::Keys;
 use crate::lease::Lease;
 use crate::token::Token;
 
-const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
-const RELEASE_LUA: &str = include_str!("scripts/release.lua");
-const EXTEND_LUA: &str = include_str!("scripts/extend.lua");
-const RAISE_FENCE_LUA: &str = include_str!("scripts/raise_fence.lua");
-const ACQUIRE_FAIR_LUA: &str = include_str!("scripts/acquire_fair.lua");
-const LEAVE_QUEUE_LUA: &str = include_str!("scripts/leave_queue.lua");
-static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
-static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
-static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
-static RAISE_FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(RAISE_FENCE_LUA));
-static ACQUIRE_FAIR: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_FAIR_LUA));
-static LEAVE_QUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(LEAVE_QUEUE_LUA));
+/// The Lua scripts, loaded on every node when the client connects (and again after a server
+/// restart), then invoked by hash with `EVALSHA`.
+static SCRIPTS: LazyLock<[Script; 6]> = LazyLock::new(|| SOURCES.map(Script::new));
+const SOURCES: [&str; 6] = [
+    include_str!("scripts/acquire.lua"),
+    include_str!("scripts/release.lua"),
+    include_str!("scripts/extend.lua"),
+    include_str!("scripts/raise_fence.lua"),
+    include_str!("scripts/acquire_fair.lua"),
+    include_str!("scripts/leave_queue.lua"),
+];
+
+/// Indexes into [`SCRIPTS`].
+#[derive(Clone, Copy)]
+enum Lua {
+    Acquire = 0,
+    Release = 1,
+    Extend = 2,
+    RaiseFence = 3,
+    AcquireFair = 4,
+    LeaveQueue = 5,
+}
+
+/// `EVALSHA <script> <number of keys> <keys…>`; the caller appends the arguments.
+fn evalsha(script: Lua, keys: &[&str]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(SCRIPTS[script as usize].get_hash())
+        .arg(keys.len())
+        .arg(keys);
+    cmd
+}
+
+fn is_no_script(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
 
 /// What one acquire attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +56,14 @@ pub(crate) enum Acquired {
     /// Another owner holds it for this much longer (`None`: unknown, because the key has no
     /// expiry, or in fair mode the lock is free but promised to an earlier waiter).
     Held { remaining: Option<Duration> },
+}
+
+/// What a compare-and-act script found at the lock key (and acted on if ours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    Ours,
+    Gone,
+    Other,
 }
 
 /// A connection of any kind the `redis` crate offers (multiplexed, managed, cluster, or the
@@ -90,6 +121,9 @@ pub(crate) struct Node {
     /// `host:port` (or a description of a caller-supplied connection); never credentials.
     label: String,
     command_timeout: Duration,
+    /// The connection itself fails a command after `command_timeout` (one redlease opened),
+    /// so a timer of ours is needed only for shorter limits.
+    times_out_itself: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -102,7 +136,14 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    pub(crate) fn new<C>(connection: C, label: String, command_timeout: Duration) -> Self
+    /// A node over `connection`. `times_out_itself`: the connection already fails commands
+    /// after `command_timeout`.
+    pub(crate) fn new<C>(
+        connection: C,
+        label: String,
+        command_timeout: Duration,
+        times_out_itself: bool,
+    ) -> Self
     where
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
@@ -110,6 +151,7 @@ impl Node {
             connection: Box::new(connection),
             label,
             command_timeout,
+            times_out_itself,
         }
     }
 
@@ -117,20 +159,35 @@ impl Node {
         &self.label
     }
 
+    /// Awaits `request` for at most `limit` (capped by the command timeout), without a timer
+    /// of our own when the connection's timeout already gives that bound.
+    async fn bounded<T>(
+        &self,
+        context: &'static str,
+        limit: Duration,
+        request: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        if self.times_out_itself && limit >= self.command_timeout {
+            request
+                .await
+                .map_err(|e| BackendError::from_redis(&self.label, context, e).into())
+        } else {
+            bounded(
+                &self.label,
+                context,
+                limit.min(self.command_timeout),
+                request,
+            )
+            .await
+        }
+    }
+
     /// Loads the scripts in one round trip, so that the first lease costs one round trip
     /// rather than three (`EVALSHA`, `NOSCRIPT`, `SCRIPT LOAD`). This is also the first
-    /// request on a new connection, so it proves the server answers. After a server restart
-    /// the scripts are reloaded on demand.
+    /// request on a new connection, so it proves the server answers.
     pub(crate) async fn load_scripts(&self, limit: Duration) -> Result<(), Error> {
         let mut pipe = redis::pipe();
-        for source in [
-            ACQUIRE_LUA,
-            RELEASE_LUA,
-            EXTEND_LUA,
-            RAISE_FENCE_LUA,
-            ACQUIRE_FAIR_LUA,
-            LEAVE_QUEUE_LUA,
-        ] {
+        for source in SOURCES {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
         let mut conn = AnyConnection(self.connection.clone_box());
@@ -139,20 +196,26 @@ impl Node {
         Ok(())
     }
 
-    /// Runs one script call, bounded by `limit` (itself capped by the command timeout).
-    async fn run<F, Fut>(
+    /// Runs one script call, bounded by `limit`. A server that forgot the scripts (it
+    /// restarted) gets them again, and the call is repeated once.
+    async fn run(
         &self,
         context: &'static str,
         limit: Duration,
-        call: F,
-    ) -> Result<[Value; 2], Error>
-    where
-        F: FnOnce(AnyConnection) -> Fut,
-        Fut: Future<Output = redis::RedisResult<Vec<Value>>>,
-    {
-        let connection = AnyConnection(self.connection.clone_box());
-        let limit = limit.min(self.command_timeout);
-        let reply = bounded(&self.label, context, limit, call(connection)).await?;
+        cmd: Cmd,
+    ) -> Result<[Value; 2], Error> {
+        let mut conn = AnyConnection(self.connection.clone_box());
+        let reply = match self
+            .bounded(context, limit, cmd.query_async::<Vec<Value>>(&mut conn))
+            .await
+        {
+            Err(Error::Backend(e)) if e.source_is(is_no_script) => {
+                self.load_scripts(limit.min(self.command_timeout)).await?;
+                self.bounded(context, limit, cmd.query_async(&mut conn))
+                    .await?
+            }
+            first => first?,
+        };
         <[Value; 2]>::try_from(reply).map_err(|_| self.protocol_error(context))
     }
 
@@ -198,23 +261,25 @@ impl Node {
         limit: Duration,
     ) -> Result<Acquired, Error> {
         const CONTEXT: &str = "acquiring a lease";
-        let [code, detail] = self
-            .run(CONTEXT, limit, |mut conn| async move {
-                let mut invocation = match queue_entry_ms {
-                    None => ACQUIRE.prepare_invoke(),
-                    Some(_) => ACQUIRE_FAIR.prepare_invoke(),
-                };
-                invocation.key(&keys.lock).key(&keys.fence);
-                if queue_entry_ms.is_some() {
-                    invocation.key(&keys.queue).key(&keys.queue_expiry);
-                }
-                invocation.arg(token.as_str()).arg(ttl_ms);
-                if let Some(entry_ms) = queue_entry_ms {
-                    invocation.arg(entry_ms);
-                }
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
+        let cmd = match queue_entry_ms {
+            None => {
+                let mut cmd = evalsha(Lua::Acquire, &[&keys.lock, &keys.fence]);
+                cmd.arg(token.as_str()).arg(ttl_ms);
+                cmd
+            }
+            Some(entry_ms) => {
+                let queue = [
+                    &*keys.lock,
+                    &keys.fence,
+                    &keys.queue(),
+                    &keys.queue_expiry(),
+                ];
+                let mut cmd = evalsha(Lua::AcquireFair, &queue);
+                cmd.arg(token.as_str()).arg(ttl_ms).arg(entry_ms);
+                cmd
+            }
+        };
+        let [code, detail] = self.run(CONTEXT, limit, cmd).await?;
         match self.int(&code, CONTEXT)? {
             1 => {
                 let fence = self.int(&detail, CONTEXT)?;
@@ -236,17 +301,13 @@ impl Node {
 
     /// Takes a fair waiter out of the queue (it gave up), waking the others if the lock is free.
     pub(crate) async fn leave_queue(&self, keys: &Keys, token: &Token) -> Result<(), Error> {
-        const CONTEXT: &str = "leaving the wait queue";
-        self.run(CONTEXT, self.command_timeout, |mut conn| async move {
-            LEAVE_QUEUE
-                .key(&keys.lock)
-                .key(&keys.queue)
-                .key(&keys.queue_expiry)
-                .arg(token.as_str())
-                .invoke_async(&mut conn)
-                .await
-        })
-        .await?;
+        let mut cmd = evalsha(
+            Lua::LeaveQueue,
+            &[&keys.lock, &keys.queue(), &keys.queue_expiry()],
+        );
+        cmd.arg(token.as_str());
+        self.run("leaving the wait queue", self.command_timeout, cmd)
+            .await?;
         Ok(())
     }
 
@@ -258,15 +319,9 @@ impl Node {
         limit: Duration,
     ) -> Result<(), Error> {
         const CONTEXT: &str = "raising the fence counter";
-        let [code, detail] = self
-            .run(CONTEXT, limit, |mut conn| async move {
-                RAISE_FENCE
-                    .key(&keys.fence)
-                    .arg(fence)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let mut cmd = evalsha(Lua::RaiseFence, &[&keys.fence]);
+        cmd.arg(fence);
+        let [code, detail] = self.run(CONTEXT, limit, cmd).await?;
         match self.int(&code, CONTEXT)? {
             1 => Ok(()),
             -2 => Err(Self::wrong_type(&keys.fence, &detail)),
@@ -277,15 +332,9 @@ impl Node {
     /// Deletes the lock key if it still holds `token`.
     pub(crate) async fn release(&self, keys: &Keys, token: &Token) -> Result<Found, Error> {
         const CONTEXT: &str = "releasing a lease";
-        let [code, detail] = self
-            .run(CONTEXT, self.command_timeout, |mut conn| async move {
-                RELEASE
-                    .key(&keys.lock)
-                    .arg(token.as_str())
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let mut cmd = evalsha(Lua::Release, &[&keys.lock]);
+        cmd.arg(token.as_str());
+        let [code, detail] = self.run(CONTEXT, self.command_timeout, cmd).await?;
         self.found(&code, &detail, CONTEXT, keys)
     }
 
@@ -313,35 +362,26 @@ impl Node {
         batch: &[(Arc<Lease>, u64)],
         limit: Duration,
     ) -> Result<Vec<Result<Found, Error>>, Error> {
-        const CONTEXT: &str = "renewing leases";
+        const CONTEXT: &str = "extending leases";
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for (lease, ttl_ms) in batch {
-            pipe.cmd("EVALSHA")
-                .arg(EXTEND.get_hash())
-                .arg(1)
-                .arg(&lease.keys.lock)
-                .arg(lease.token.as_str())
-                .arg(*ttl_ms);
+            let mut cmd = evalsha(Lua::Extend, &[&lease.keys.lock]);
+            cmd.arg(lease.token.as_str()).arg(*ttl_ms);
+            pipe.add_command(cmd);
         }
-        let send = |pipe: &Pipeline| {
-            let mut conn = AnyConnection(self.connection.clone_box());
-            let pipe = pipe.clone();
-            async move {
-                pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut conn)
-                    .await
-            }
-        };
-        let mut replies = bounded(&self.label, CONTEXT, limit, send(&pipe)).await?;
-        let no_script = |reply: &redis::RedisResult<Value>| {
-            reply.as_ref().is_err_and(|e| {
-                e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-            })
-        };
-        if replies.iter().any(no_script) {
-            // The server restarted and forgot the scripts: load them and send the batch again.
-            self.load_scripts(limit).await?;
-            replies = bounded(&self.label, CONTEXT, limit, send(&pipe)).await?;
+        let mut conn = AnyConnection(self.connection.clone_box());
+        let mut replies: Vec<redis::RedisResult<Value>> = self
+            .bounded(CONTEXT, limit, pipe.query_async(&mut conn))
+            .await?;
+        if replies
+            .iter()
+            .any(|reply| reply.as_ref().is_err_and(is_no_script))
+        {
+            self.load_scripts(limit.min(self.command_timeout)).await?;
+            replies = self
+                .bounded(CONTEXT, limit, pipe.query_async(&mut conn))
+                .await?;
         }
         Ok(replies
             .into_iter()
@@ -358,12 +398,4 @@ impl Node {
             })
             .collect())
     }
-}
-
-/// What a compare-and-act script found at the lock key (and acted on if ours).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Found {
-    Ours,
-    Gone,
-    Other,
 }

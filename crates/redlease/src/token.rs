@@ -1,6 +1,6 @@
 //! Lease tokens: the random secret that proves ownership of a lock key.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// A lease's ownership token: 128 bits from the operating system's random source, as 32
@@ -14,14 +14,19 @@ pub struct Token(String);
 impl Token {
     /// Draws a new token from the OS random source.
     pub(crate) fn generate() -> Result<Self, crate::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|e| crate::Error::Entropy(e.to_string()))?;
         let hex = bytes
             .iter()
-            .fold(String::with_capacity(32), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            });
+            .flat_map(|byte| {
+                [
+                    DIGITS[usize::from(byte >> 4)],
+                    DIGITS[usize::from(byte & 0xf)],
+                ]
+            })
+            .map(char::from)
+            .collect();
         Ok(Self(hex))
     }
 
