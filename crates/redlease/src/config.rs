@@ -31,7 +31,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long any single command may take before it counts as failed.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest TTL a lease may have (one year).
-pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+pub const MAX_TTL: Duration = Duration::from_hours(365 * 24);
 
 /// Settings for a [`Client`]; create with [`Client::builder`], finish with
 /// [`build`](ClientBuilder::build), which validates everything.

@@ -206,6 +206,13 @@ pub enum ConfigError {
     },
     /// Fair mode was asked for with several nodes; it needs exactly one.
     FairNeedsOneNode,
+    /// The holder label is longer than [`MAX_LABEL_LEN`](crate::MAX_LABEL_LEN) bytes.
+    LabelTooLong {
+        /// The label's length in bytes.
+        len: usize,
+        /// The largest accepted length.
+        max: usize,
+    },
     /// The lock name is empty.
     EmptyName,
     /// The lock name is longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes.
@@ -261,6 +268,9 @@ impl fmt::Display for ConfigError {
             Self::FairNeedsOneNode => f.write_str(
                 "fair mode needs a single node: the queues of several nodes could disagree",
             ),
+            Self::LabelTooLong { len, max } => {
+                write!(f, "the holder label is {len} bytes long; the maximum is {max}")
+            }
             Self::EmptyName => f.write_str("the lock name must not be empty"),
             Self::NameTooLong { len, max } => {
                 write!(f, "the lock name is {len} bytes long; the maximum is {max}")

@@ -21,6 +21,8 @@ pub(crate) struct Lease {
     pub(crate) name: String,
     pub(crate) keys: Keys,
     pub(crate) token: Token,
+    /// Who holds it, for people looking at the lock (stored after the token).
+    pub(crate) label: String,
     state: Mutex<State>,
     lost: watch::Sender<Option<Lost>>,
     cancel: CancellationToken,
@@ -58,12 +60,13 @@ pub(crate) struct Renewal {
 }
 
 impl Lease {
-    pub(crate) fn new(name: &str, keys: Keys, token: Token) -> Self {
+    pub(crate) fn new(name: &str, keys: Keys, token: Token, label: String) -> Self {
         let now = Instant::now();
         Self {
             name: name.to_owned(),
             keys,
             token,
+            label,
             state: Mutex::new(State {
                 valid_until: now,
                 ttl: Duration::ZERO,

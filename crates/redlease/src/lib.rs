@@ -68,6 +68,7 @@
 //! | dropped guard | released in the background (or expires after its TTL) |
 #![forbid(unsafe_code)]
 
+mod admin;
 mod client;
 mod config;
 mod error;
@@ -82,6 +83,7 @@ mod retry;
 mod token;
 mod wait;
 
+pub use admin::{Holder, LockInfo};
 pub use client::Client;
 pub use config::{
     ClientBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DRIFT_FACTOR,
@@ -90,7 +92,7 @@ pub use config::{
 pub use error::{BackendError, BackendErrorKind, ConfigError, Error, Lost};
 pub use guard::{Guard, ReleaseOutcome};
 pub use keys::MAX_NAME_LEN;
-pub use lock::{LockOptions, QUEUE_ENTRY_TTL};
+pub use lock::{LockOptions, MAX_LABEL_LEN, QUEUE_ENTRY_TTL};
 pub use quorum::{MIN_NODE_TIMEOUT, NODE_TIMEOUT_SHARE};
 pub use renew::RENEW_DIVISOR;
 pub use retry::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY, Retry};

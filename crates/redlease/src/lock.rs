@@ -47,6 +47,7 @@ pub struct LockOptions {
     auto_renew: bool,
     max_hold: Option<Duration>,
     fair: bool,
+    label: String,
 }
 
 impl LockOptions {
@@ -59,6 +60,7 @@ impl LockOptions {
             auto_renew: false,
             max_hold: None,
             fair: false,
+            label: String::new(),
         }
     }
 
@@ -101,11 +103,22 @@ impl LockOptions {
         self
     }
 
+    /// A description of the holder (host, process, job…), stored with the lock so that
+    /// [`Client::inspect`] and `redlease status` can say who holds it. At most
+    /// [`MAX_LABEL_LEN`] bytes; empty by default. Do not put secrets in it.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
     /// The lease's TTL.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 }
+
+/// The longest accepted [`LockOptions::label`], in bytes.
+pub const MAX_LABEL_LEN: usize = 256;
 
 /// How long a fair-mode waiter keeps its place in the queue without retrying.
 pub const QUEUE_ENTRY_TTL: Duration = Duration::from_secs(3);
@@ -230,6 +243,13 @@ impl<'a> Acquisition<'a> {
             }
             .into());
         }
+        if options.label.len() > MAX_LABEL_LEN {
+            return Err(ConfigError::LabelTooLong {
+                len: options.label.len(),
+                max: MAX_LABEL_LEN,
+            }
+            .into());
+        }
         if options.fair && shared.nodes.len() > 1 {
             return Err(ConfigError::FairNeedsOneNode.into());
         }
@@ -238,7 +258,12 @@ impl<'a> Acquisition<'a> {
         Ok(Self {
             client,
             options,
-            lease: Arc::new(Lease::new(name, keys, Token::generate()?)),
+            lease: Arc::new(Lease::new(
+                name,
+                keys,
+                Token::generate()?,
+                options.label.clone(),
+            )),
             ttl_ms,
             trusted,
             node_timeout: shared.nodes.acquire_timeout(ttl, trusted),

@@ -14,14 +14,15 @@ use crate::token::Token;
 
 /// The Lua scripts, loaded on every node when the client connects (and again after a server
 /// restart), then invoked by hash with `EVALSHA`.
-static SCRIPTS: LazyLock<[Script; 6]> = LazyLock::new(|| SOURCES.map(Script::new));
-const SOURCES: [&str; 6] = [
+static SCRIPTS: LazyLock<[Script; 7]> = LazyLock::new(|| SOURCES.map(Script::new));
+const SOURCES: [&str; 7] = [
     include_str!("scripts/acquire.lua"),
     include_str!("scripts/release.lua"),
     include_str!("scripts/extend.lua"),
     include_str!("scripts/raise_fence.lua"),
     include_str!("scripts/acquire_fair.lua"),
     include_str!("scripts/leave_queue.lua"),
+    include_str!("scripts/force_release.lua"),
 ];
 
 /// Indexes into [`SCRIPTS`].
@@ -33,6 +34,7 @@ enum Lua {
     RaiseFence = 3,
     AcquireFair = 4,
     LeaveQueue = 5,
+    ForceRelease = 6,
 }
 
 /// `EVALSHA <script> <number of keys> <keys…>`; the caller appends the arguments.
@@ -254,17 +256,17 @@ impl Node {
     /// queue entry lives that long unless refreshed by another attempt.
     pub(crate) async fn acquire(
         &self,
-        keys: &Keys,
-        token: &Token,
+        lease: &Lease,
         ttl_ms: u64,
         queue_entry_ms: Option<u64>,
         limit: Duration,
     ) -> Result<Acquired, Error> {
         const CONTEXT: &str = "acquiring a lease";
+        let keys = &lease.keys;
         let cmd = match queue_entry_ms {
             None => {
                 let mut cmd = evalsha(Lua::Acquire, &[&keys.lock, &keys.fence]);
-                cmd.arg(token.as_str()).arg(ttl_ms);
+                cmd.arg(lease.token.as_str()).arg(ttl_ms).arg(&lease.label);
                 cmd
             }
             Some(entry_ms) => {
@@ -275,7 +277,10 @@ impl Node {
                     &keys.queue_expiry(),
                 ];
                 let mut cmd = evalsha(Lua::AcquireFair, &queue);
-                cmd.arg(token.as_str()).arg(ttl_ms).arg(entry_ms);
+                cmd.arg(lease.token.as_str())
+                    .arg(ttl_ms)
+                    .arg(entry_ms)
+                    .arg(&lease.label);
                 cmd
             }
         };
@@ -397,5 +402,109 @@ impl Node {
                 self.found(&code, &detail, CONTEXT, &lease.keys)
             })
             .collect())
+    }
+}
+
+/// `GET`, `PTTL`, `GET`, `ZCARD` and `PUBSUB NUMSUB` replies, in that order.
+type InspectReply = (Option<String>, i64, Option<u64>, u64, (String, u64));
+
+/// What one node has for a lock, as [`Node::inspect`] reads it.
+#[derive(Debug, Default)]
+pub(crate) struct NodeView {
+    /// The lock key's value: the holder's token followed by its label.
+    pub(crate) value: Option<String>,
+    /// The lock key's remaining time in milliseconds (negative: none).
+    pub(crate) pttl_ms: i64,
+    pub(crate) fence: u64,
+    /// Fair-mode waiters queued.
+    pub(crate) queued: u64,
+    /// Connections subscribed to the release channel: clients with waiters.
+    pub(crate) subscribers: u64,
+}
+
+impl Node {
+    /// Reads a lock's state in one round trip, without changing it.
+    pub(crate) async fn inspect(&self, keys: &Keys) -> Result<NodeView, Error> {
+        const CONTEXT: &str = "inspecting a lock";
+        let mut pipe = redis::pipe();
+        pipe.get(&keys.lock)
+            .pttl(&keys.lock)
+            .get(&keys.fence)
+            .zcard(keys.queue())
+            .cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(keys.channel());
+        let mut conn = AnyConnection(self.connection.clone_box());
+        let reply: redis::RedisResult<InspectReply> = pipe.query_async(&mut conn).await;
+        match reply {
+            Ok((value, pttl_ms, fence, queued, (_, subscribers))) => Ok(NodeView {
+                value,
+                pttl_ms,
+                fence: fence.unwrap_or(0),
+                queued,
+                subscribers,
+            }),
+            Err(e) if e.code() == Some("WRONGTYPE") => Err(Error::WrongType {
+                key: keys.lock.clone(),
+                found: "a non-lock value (see TYPE)".to_owned(),
+            }),
+            Err(e) => Err(BackendError::from_redis(&self.label, CONTEXT, e).into()),
+        }
+    }
+
+    /// Deletes the lock key whoever holds it (keeping the fence counter) and wakes waiters.
+    /// Returns the deleted value.
+    pub(crate) async fn force_release(&self, keys: &Keys) -> Result<Option<String>, Error> {
+        const CONTEXT: &str = "breaking a lock";
+        let cmd = evalsha(Lua::ForceRelease, &[&keys.lock]);
+        let mut conn = AnyConnection(self.connection.clone_box());
+        let reply = match self
+            .bounded(
+                CONTEXT,
+                self.command_timeout,
+                cmd.query_async::<Value>(&mut conn),
+            )
+            .await
+        {
+            Err(Error::Backend(e)) if e.source_is(is_no_script) => {
+                self.load_scripts(self.command_timeout).await?;
+                self.bounded(CONTEXT, self.command_timeout, cmd.query_async(&mut conn))
+                    .await?
+            }
+            first => first?,
+        };
+        match reply {
+            Value::BulkString(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Value::Nil => Ok(None),
+            Value::ServerError(_) => Err(Error::WrongType {
+                key: keys.lock.clone(),
+                found: "a non-lock value (see TYPE)".to_owned(),
+            }),
+            _ => Err(self.protocol_error(CONTEXT)),
+        }
+    }
+
+    /// The lock keys matching a glob `pattern` (already prefixed), found with `SCAN`.
+    pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<String>, Error> {
+        const CONTEXT: &str = "listing locks";
+        let mut conn = AnyConnection(self.connection.clone_box());
+        let mut cursor = 0u64;
+        let mut keys = Vec::new();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, batch): (u64, Vec<String>) = self
+                .bounded(CONTEXT, self.command_timeout, cmd.query_async(&mut conn))
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
     }
 }

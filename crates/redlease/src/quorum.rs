@@ -201,10 +201,7 @@ impl Nodes {
         let quorum = self.quorum();
         let mut replies = self.fan_out(0..n, |node| {
             let lease = lease.clone();
-            async move {
-                node.acquire(&lease.keys, &lease.token, ttl_ms, queue_entry_ms, limit)
-                    .await
-            }
+            async move { node.acquire(&lease, ttl_ms, queue_entry_ms, limit).await }
         });
         let mut granted: Vec<(usize, u64)> = Vec::with_capacity(n);
         let mut held = 0;
@@ -367,6 +364,31 @@ impl Nodes {
                 None => Extended::Failed(self.unreachable(tally.extended, tally.errors)),
             })
             .collect()
+    }
+
+    /// Sends `request` to every node and collects the answers of those that answered;
+    /// fails when fewer than a majority did (with one node: that node's error).
+    pub(crate) async fn gather<T, F, Fut>(&self, request: F) -> Result<Vec<T>, Error>
+    where
+        F: Fn(Arc<Node>) -> Fut,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut replies = self.fan_out(0..self.nodes.len(), request);
+        let mut answers = Vec::with_capacity(self.nodes.len());
+        let mut errors = Vec::new();
+        while let Some((_, reply)) = replies.next().await {
+            match reply {
+                Ok(answer) => answers.push(answer),
+                Err(Error::Backend(e)) => errors.push(e),
+                Err(fatal) => return Err(fatal),
+            }
+        }
+        if answers.len() >= self.quorum() {
+            Ok(answers)
+        } else {
+            Err(self.unreachable(answers.len(), errors))
+        }
     }
 
     /// Takes a fair waiter out of every node's queue (fair mode has one node).

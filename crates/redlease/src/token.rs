@@ -30,6 +30,11 @@ impl Token {
         Ok(Self(hex))
     }
 
+    /// A token read back from Redis (only to fingerprint it).
+    pub(crate) fn from_stored(token: &str) -> Self {
+        Self(token.to_owned())
+    }
+
     /// The secret value stored in Redis. Treat it like a password.
     pub fn expose(&self) -> &str {
         &self.0

@@ -2,7 +2,7 @@
 -- KEYS[3] (scored by arrival time) and must refresh their entry in KEYS[4] (scored by expiry)
 -- by retrying; an entry not refreshed in time (a crashed waiter) is dropped.
 -- KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] queue, KEYS[4] queue expiries
--- ARGV[1] token, ARGV[2] TTL in ms, ARGV[3] queue entry lifetime in ms
+-- ARGV[1] token, ARGV[2] TTL in ms, ARGV[3] queue entry lifetime in ms, ARGV[4] holder label
 -- Returns as acquire.lua: {1, fence} granted | {0, pttl} wait (pttl -2: free, but others are
 -- ahead) | {-1, type} / {-2, type} wrong types
 local time = redis.call('TIME')
@@ -18,7 +18,7 @@ if kind ~= 'none' and kind ~= 'string' then
 end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if kind == 'none' and (head == nil or head == ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ARGV[4], 'PX', ARGV[2])
   local fence = redis.pcall('INCR', KEYS[2])
   if type(fence) ~= 'number' or fence < 1 then
     redis.call('DEL', KEYS[1])
@@ -28,7 +28,7 @@ if kind == 'none' and (head == nil or head == ARGV[1]) then
   redis.call('ZREM', KEYS[4], ARGV[1])
   return {1, fence}
 end
-if kind == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
+if kind == 'string' and string.sub(redis.call('GET', KEYS[1]), 1, #ARGV[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {1, tonumber(redis.call('GET', KEYS[2])) or 0}
 end

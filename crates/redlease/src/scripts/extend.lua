@@ -5,6 +5,6 @@
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then return {-2, redis.call('TYPE', KEYS[1]).ok} end
 if not value then return {0, 0} end
-if value ~= ARGV[1] then return {-1, 0} end
+if string.sub(value, 1, #ARGV[1]) ~= ARGV[1] then return {-1, 0} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, 0}

@@ -4,7 +4,7 @@
 --       | {-2, type} the key is not a string
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then return {-2, redis.call('TYPE', KEYS[1]).ok} end
-if value == ARGV[1] then
+if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 elseif value then
   return {-1, 0}

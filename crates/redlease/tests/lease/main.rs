@@ -6,6 +6,7 @@
     reason = "test helpers fail the test on error"
 )]
 
+mod admin;
 mod bad_input;
 mod cancellation;
 mod contention;
