@@ -3,7 +3,8 @@
 //! as markdown tables with ratios.
 //!
 //! ```text
-//! cargo run --release -p redlease-bench -- [--quick | --full] [--only S1,S3] [--libs redlease,rslock]
+//! cargo run --release -p redlease-bench -- [--quick | --full] [--only S1,S3,R1]
+//!                                          [--libs redlease,rslock] [--nodes 1,3,5]
 //!                                          [--warmup SECS] [--measure SECS] [--out FILE]
 //! ```
 //!
@@ -11,8 +12,13 @@
 //! - S2: uncontended, 32 tasks on distinct names through one shared client.
 //! - S3: 8 workers (each its own client) on one name, holding it 1 ms (then 10 ms), releasing,
 //!   pausing 1 ms: acquisitions/s, busy %, idle gaps, waits, fairness, mutual exclusion.
+//! - S4: S1 and S2 on 3 and 5 nodes (Redlock) for the libraries that support several.
+//! - R1: 10,000 leases kept alive on one client: redlease's batched auto-renewal against one
+//!   timer per lease; round trips, Redis commands, client CPU and memory per lease.
 
 mod adapters;
+mod machine;
+mod renewal;
 mod report;
 mod scenarios;
 mod stats;
@@ -23,8 +29,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::adapters::Variant;
-use crate::report::Row;
-use crate::scenarios::Env;
+use crate::report::{Row, S4Row};
+use crate::scenarios::{Env, PairsResult};
 
 /// Exit status for a command line that cannot be understood (BSD `EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
@@ -41,19 +47,30 @@ const S3_WORKERS: usize = 8;
 const S3_HOLDS: [Duration; 2] = [Duration::from_millis(1), Duration::from_millis(10)];
 /// Pause between release and the next attempt in S3.
 const S3_THINK: Duration = Duration::from_millis(1);
+/// Node counts S4 runs at unless `--nodes` says otherwise.
+const S4_NODES: [usize; 3] = [1, 3, 5];
+/// Most nodes `--nodes` accepts.
+const MAX_NODES: usize = 9;
+/// Warm-up and measurement per S4 row in quick mode (shorter than S1–S3's, to keep the suite
+/// short; S4 compares rates, which need less time than tails).
+const S4_QUICK: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(2));
+/// R1's measurement window in quick and full mode.
+const R1_WINDOW: [Duration; 2] = [Duration::from_secs(10), Duration::from_secs(30)];
 
 const USAGE: &str = "\
-usage: redlease-bench [--quick | --full] [--only S1,S2,S3] [--libs NAME,...] [--nodes 1]
-                      [--warmup SECS] [--measure SECS] [--out FILE]
+usage: redlease-bench [--quick | --full] [--only S1,S2,S3,S4,R1] [--libs NAME,...]
+                      [--nodes 1,3,5] [--warmup SECS] [--measure SECS] [--out FILE]
 
-  --quick         1 s warm-up + 3 s measured per row, about 2 minutes in all (default)
-  --full          2 s warm-up + 10 s measured per row
+  --quick         1 s warm-up + 3 s measured per row (S4: 0.5 s + 2 s; R1: 1 s + 10 s),
+                  about 3 minutes in all (default)
+  --full          2 s warm-up + 10 s measured per row (R1: 2 s + 30 s)
   --only LIST     scenarios to run: S1 (uncontended, 1 task), S2 (uncontended, 32 tasks,
-                  one shared client), S3 (8 workers contending, hold 1 ms and 10 ms)
+                  one shared client), S3 (8 workers contending, hold 1 ms and 10 ms),
+                  S4 (S1 and S2 on several nodes), R1 (10,000 auto-renewed leases)
   --libs LIST     variants to run, by name or name prefix (raw, redlease, rslock, redlock, ...)
-  --nodes N       Redis nodes per variant; only 1 for now (3 and 5 are for S4, to come)
-  --warmup SECS   override the warm-up per row
-  --measure SECS  override the measured time per row
+  --nodes LIST    node counts for S4 (default 1,3,5; 1-node rows reuse S1/S2's when they ran)
+  --warmup SECS   override the warm-up per row (and R1's settle time)
+  --measure SECS  override the measured time per row (and R1's window)
   --out FILE      also write the markdown report to FILE
 ";
 
@@ -63,17 +80,21 @@ enum Scenario {
     S1,
     S2,
     S3,
+    S4,
+    R1,
 }
 
 impl Scenario {
-    const ALL: [Self; 3] = [Self::S1, Self::S2, Self::S3];
+    const ALL: [Self; 5] = [Self::S1, Self::S2, Self::S3, Self::S4, Self::R1];
 
     fn parse(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_uppercase().as_str() {
             "S1" => Ok(Self::S1),
             "S2" => Ok(Self::S2),
             "S3" => Ok(Self::S3),
-            other => Err(format!("unknown scenario {other:?} (S1, S2 or S3)")),
+            "S4" => Ok(Self::S4),
+            "R1" => Ok(Self::R1),
+            other => Err(format!("unknown scenario {other:?} (S1, S2, S3, S4 or R1)")),
         }
     }
 }
@@ -86,7 +107,7 @@ struct Args {
     measure: Option<Duration>,
     only: Vec<Scenario>,
     libs: Vec<String>,
-    nodes: usize,
+    nodes: Vec<usize>,
     out: Option<PathBuf>,
 }
 
@@ -99,7 +120,7 @@ impl Args {
             measure: None,
             only: Scenario::ALL.to_vec(),
             libs: Vec::new(),
-            nodes: 1,
+            nodes: S4_NODES.to_vec(),
             out: None,
         };
         let mut it = args.iter();
@@ -124,17 +145,7 @@ impl Args {
                         .collect::<Result<_, _>>()?;
                 }
                 "--libs" => parsed.libs = list(&value()?).map(str::to_owned).collect(),
-                "--nodes" => {
-                    let v = value()?;
-                    parsed.nodes = v
-                        .parse()
-                        .map_err(|_| format!("--nodes {v:?}: not a number"))?;
-                    if parsed.nodes != 1 {
-                        return Err(format!(
-                            "--nodes {v}: only 1 for now (multi-node runs are reserved for S4)"
-                        ));
-                    }
-                }
+                "--nodes" => parsed.nodes = node_counts(&value()?)?,
                 "--warmup" => parsed.warmup = Some(seconds(flag, &value()?)?),
                 "--measure" => parsed.measure = Some(seconds(flag, &value()?)?),
                 "--out" => parsed.out = Some(PathBuf::from(value()?)),
@@ -166,6 +177,26 @@ impl Args {
         })
     }
 
+    /// Warm-up and measurement per S4 row: shorter in quick mode unless overridden.
+    fn s4_timing(&self) -> (Duration, Duration) {
+        if self.full {
+            (self.warmup(), self.measure())
+        } else {
+            (
+                self.warmup.unwrap_or(S4_QUICK.0),
+                self.measure.unwrap_or(S4_QUICK.1),
+            )
+        }
+    }
+
+    /// R1's settle time (after acquiring, before measuring) and window.
+    fn r1_timing(&self) -> (Duration, Duration) {
+        (
+            self.warmup(),
+            self.measure.unwrap_or(R1_WINDOW[usize::from(self.full)]),
+        )
+    }
+
     /// Whether `variant` passes `--libs`.
     fn wants(&self, variant: &Variant) -> bool {
         self.libs.is_empty()
@@ -181,12 +212,30 @@ fn list(s: &str) -> impl Iterator<Item = &str> {
     s.split(',').map(str::trim).filter(|x| !x.is_empty())
 }
 
+/// `--nodes`: node counts from 1 to [`MAX_NODES`], sorted, each once.
+fn node_counts(v: &str) -> Result<Vec<usize>, String> {
+    let mut counts = list(v)
+        .map(|n| match n.parse::<usize>() {
+            Ok(n) if (1..=MAX_NODES).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "--nodes {v:?}: {n:?} is not a node count (1 to {MAX_NODES})"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    counts.sort_unstable();
+    counts.dedup();
+    if counts.is_empty() {
+        return Err("--nodes: no node count given".to_owned());
+    }
+    Ok(counts)
+}
+
 /// A number of seconds, fractions allowed.
 fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
     v.parse::<f64>()
         .ok()
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .filter(|d| *d <= Duration::from_secs(3600))
+        .filter(|d| *d <= Duration::from_hours(1))
         .ok_or_else(|| format!("{flag} {v:?}: not a number of seconds (0 to 3600)"))
 }
 
@@ -252,6 +301,9 @@ fn measure<T>(
 
 fn main() -> ExitCode {
     let command: Vec<String> = std::env::args().collect();
+    if command.get(1).map(String::as_str) == Some(renewal::CHILD_FLAG) {
+        return renewal::child_main(&command[2..]);
+    }
     let args = match Args::parse(command.get(1..).unwrap_or_default()) {
         Ok(Some(parsed)) => parsed,
         Ok(None) => {
@@ -276,20 +328,22 @@ fn main() -> ExitCode {
 /// Runs the selected scenarios; `Ok(false)` if a lock let two holders in.
 fn run(args: &Args, command: &str) -> Result<bool, String> {
     let started = Instant::now();
+    let cpu_at_start = machine::CpuSnapshot::take();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("building the tokio runtime: {e}"))?;
     let env = Env {
-        rt,
+        rt: std::sync::Arc::new(rt),
         warmup: args.warmup(),
         measure: args.measure(),
     };
-    let variants: Vec<Variant> = adapters::variants(args.nodes)
+    let variants: Vec<Variant> = adapters::variants(1)
         .into_iter()
         .filter(|v| args.wants(v))
         .collect();
-    if variants.is_empty() {
+    let wants_variants = args.only.iter().any(|s| *s != Scenario::R1);
+    if variants.is_empty() && wants_variants {
         return Err(format!(
             "--libs {}: matches no variant",
             args.libs.join(",")
@@ -304,29 +358,30 @@ fn run(args: &Args, command: &str) -> Result<bool, String> {
         mode: if args.full { "full" } else { "quick" },
         warmup: env.warmup,
         measure: env.measure,
-        nodes: args.nodes,
+        s4_nodes: &args.nodes,
+        s4_timing: args.s4_timing(),
+        r1_timing: args.r1_timing(),
     }))?;
     let uncontended: Vec<&Variant> = variants.iter().filter(|v| v.runs.uncontended).collect();
     let contended: Vec<&Variant> = variants.iter().filter(|v| v.runs.contended).collect();
+    let multinode: Vec<&Variant> = variants.iter().filter(|v| v.runs.multinode).collect();
     let mut clean = true;
+    let (mut s1_rows, mut s2_rows) = (Vec::new(), Vec::new());
     for scenario in Scenario::ALL.into_iter().filter(|s| args.only.contains(s)) {
+        let section_started = Instant::now();
         match scenario {
             Scenario::S1 => {
                 let title = "S1 — uncontended, 1 task: acquire + release pairs";
-                output.section(&uncontended_table(&env, &uncontended, "S1", 1, title))?;
+                s1_rows = uncontended_rows(&env, &uncontended, "S1", 1);
+                output.section(&report::pairs_table(title, &s1_rows))?;
             }
             Scenario::S2 => {
                 let title = format!(
                     "S2 — uncontended, {S2_TASKS} tasks on distinct names through one shared \
                      client: total pairs"
                 );
-                output.section(&uncontended_table(
-                    &env,
-                    &uncontended,
-                    "S2",
-                    S2_TASKS,
-                    &title,
-                ))?;
+                s2_rows = uncontended_rows(&env, &uncontended, "S2", S2_TASKS);
+                output.section(&report::pairs_table(&title, &s2_rows))?;
             }
             Scenario::S3 => {
                 for hold in S3_HOLDS {
@@ -335,36 +390,142 @@ fn run(args: &Args, command: &str) -> Result<bool, String> {
                     output.section(&table)?;
                 }
             }
+            Scenario::S4 => {
+                let table = multinode_section(args, &env, &multinode, &s1_rows, &s2_rows);
+                output.section(&table)?;
+            }
+            Scenario::R1 => output.section(&renewal_section(args))?,
         }
+        eprintln!(
+            "[{scenario:?}] done in {:.0} s",
+            section_started.elapsed().as_secs_f64()
+        );
     }
-    output.section(&format!(
-        "Wall time: {:.0} s; load average after the run: {}.\n",
-        started.elapsed().as_secs_f64(),
-        report::load_average(),
-    ))?;
+    let others = cpu_at_start
+        .zip(machine::CpuSnapshot::take())
+        .and_then(|(before, after)| before.others_share(after));
+    output.section(&report::footer(started.elapsed(), others))?;
     Ok(clean)
 }
 
-/// Runs S1 or S2 (`tasks` tasks) for every variant; the markdown table.
-fn uncontended_table(
+/// R1: both approaches, one after the other; the markdown table.
+fn renewal_section(args: &Args) -> String {
+    let (settle, window) = args.r1_timing();
+    let rows: Vec<_> = renewal::Mode::ALL
+        .into_iter()
+        .map(|mode| {
+            eprint!("[R1] {} ... ", mode.label());
+            let t = Instant::now();
+            let r = renewal::measure(mode, settle, window);
+            match &r {
+                Ok(r) => eprintln!(
+                    "{} round trips/s, CPU {} ({:.1} s)",
+                    report::decimal(r.round_trips_per_s()),
+                    r.cpu_pct()
+                        .map_or_else(|| "?".to_owned(), |c| format!("{c:.1}%")),
+                    t.elapsed().as_secs_f64()
+                ),
+                Err(e) => eprintln!("failed: {e}"),
+            }
+            (mode, r)
+        })
+        .collect();
+    let title = format!(
+        "R1 — renewal: {} leases held at once with auto-renewal on one client",
+        report::thousands(stats::as_f64(renewal::LEASES as u64))
+    );
+    report::renewal_table(&title, &rows)
+}
+
+/// S4 for every multi-node variant; the markdown table.
+fn multinode_section(
+    args: &Args,
+    env: &Env,
+    multinode: &[&Variant],
+    s1_rows: &[Row<PairsResult>],
+    s2_rows: &[Row<PairsResult>],
+) -> String {
+    let (warmup, measure) = args.s4_timing();
+    let s4_env = env.with_timing(warmup, measure);
+    let rows = multinode_rows(&s4_env, multinode, &args.nodes, s1_rows, s2_rows);
+    let title = format!(
+        "S4 — several nodes (Redlock): S1 and S2 on {} nodes",
+        args.nodes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    report::multinode_table(&title, S2_TASKS, &rows)
+}
+
+/// Runs S1 or S2 (`tasks` tasks) for every variant, at the variants' node counts.
+fn uncontended_rows(
     env: &Env,
     variants: &[&Variant],
     label: &str,
     tasks: usize,
-    title: &str,
-) -> String {
-    let rows: Vec<_> = variants
+) -> Vec<Row<PairsResult>> {
+    variants
         .iter()
         .map(|v| {
+            let label = if v.nodes == 1 {
+                label.to_owned()
+            } else {
+                format!("{label} {}n", v.nodes)
+            };
             measure(
-                label,
+                &label,
                 v,
                 || scenarios::pairs(env, v, tasks),
                 |r| format!("{} pairs/s", report::thousands(r.pairs_per_s)),
             )
         })
-        .collect();
-    report::pairs_table(title, &rows)
+        .collect()
+}
+
+/// S4: S1 and S2 for every multi-node variant at every node count; 1-node figures come from
+/// the S1/S2 rows when those ran.
+fn multinode_rows(
+    env: &Env,
+    variants: &[&Variant],
+    nodes: &[usize],
+    s1: &[Row<PairsResult>],
+    s2: &[Row<PairsResult>],
+) -> Vec<S4Row> {
+    let earlier = |rows: &[Row<PairsResult>], name: &str| {
+        rows.iter()
+            .find(|(v, r)| v.name == name && v.nodes == 1 && r.is_ok())
+            .map(|(_, r)| r.clone())
+    };
+    let mut rows = Vec::new();
+    for v in variants {
+        for &n in nodes {
+            let variant = v.on_nodes(n);
+            let reused = if n == 1 {
+                earlier(s1, v.name).zip(earlier(s2, v.name))
+            } else {
+                None
+            };
+            let (s1, s2, reused) = if let Some((s1, s2)) = reused {
+                (s1, s2, true)
+            } else {
+                let run = |label: &str, tasks: usize| {
+                    uncontended_rows(env, &[&variant], label, tasks)
+                        .pop()
+                        .map_or_else(|| Err("not run".to_owned()), |(_, r)| r)
+                };
+                (run("S4 S1", 1), run("S4 S2", S2_TASKS), false)
+            };
+            rows.push(S4Row {
+                variant,
+                s1,
+                s2,
+                reused,
+            });
+        }
+    }
+    rows
 }
 
 /// Runs S3 with one hold time for every variant; the markdown table, and whether no lock let
@@ -418,7 +579,15 @@ mod tests {
             (a.warmup(), a.measure()),
             (Duration::from_secs(1), Duration::from_secs(3))
         );
-        assert_eq!(a.nodes, 1);
+        assert_eq!(a.nodes, [1, 3, 5]);
+        assert_eq!(
+            a.s4_timing(),
+            (Duration::from_millis(500), Duration::from_secs(2))
+        );
+        assert_eq!(
+            a.r1_timing(),
+            (Duration::from_secs(1), Duration::from_secs(10))
+        );
     }
 
     #[test]
@@ -453,13 +622,39 @@ mod tests {
         for bad in [
             &["--only", "S9"][..],
             &["--only"],
-            &["--nodes", "3"],
+            &["--nodes", "0"],
+            &["--nodes", "3,x"],
+            &["--nodes", "10"],
+            &["--nodes", ","],
             &["--measure", "0"],
             &["--measure", "-1"],
             &["--bogus"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn node_lists_and_new_scenarios_parse() {
+        let a = parse(&["--nodes", "5,3,3", "--only", "s4,r1"])
+            .expect("ok")
+            .expect("not help");
+        assert_eq!(a.nodes, [3, 5]);
+        assert_eq!(a.only, [Scenario::S4, Scenario::R1]);
+        let full = parse(&["--full"]).expect("ok").expect("not help");
+        assert_eq!(full.s4_timing(), (full.warmup(), full.measure()));
+        assert_eq!(full.r1_timing().1, Duration::from_secs(30));
+        let short = parse(&["--measure", "4", "--warmup", "0.5"])
+            .expect("ok")
+            .expect("not help");
+        assert_eq!(
+            short.s4_timing(),
+            (Duration::from_millis(500), Duration::from_secs(4))
+        );
+        assert_eq!(
+            short.r1_timing(),
+            (Duration::from_millis(500), Duration::from_secs(4))
+        );
     }
 
     #[test]

@@ -5,7 +5,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::adapters::{BASELINE, RAW, Variant};
+use crate::adapters::{
+    BASELINE, PEER_DEFAULTS, RAW, REDLEASE, REDLEASE_FAIR, REDLEASE_NOTIFY, REDLOCK_DEFAULT,
+    Variant,
+};
+use crate::renewal::{self, Mode, RenewalResult};
 use crate::scenarios::{ContentionResult, PairsResult, Trouble};
 
 /// Appends a line to a `String` (writing to a `String` cannot fail).
@@ -27,8 +31,12 @@ pub(crate) struct Settings<'a> {
     pub(crate) warmup: Duration,
     /// Measurement per row.
     pub(crate) measure: Duration,
-    /// Nodes per variant.
-    pub(crate) nodes: usize,
+    /// Node counts S4 runs S1 and S2 at.
+    pub(crate) s4_nodes: &'a [usize],
+    /// Warm-up and measurement per S4 row.
+    pub(crate) s4_timing: (Duration, Duration),
+    /// R1's settle time and measurement window.
+    pub(crate) r1_timing: (Duration, Duration),
 }
 
 /// Title, command and machine.
@@ -45,13 +53,23 @@ pub(crate) fn header(settings: &Settings<'_>) -> String {
     }
     outln!(
         out,
-        "- mode: {} — per row {} warm-up + {} measured, a fresh redis-server ({} node{}) per row, \
-         lease TTL 10 s; client and server share the machine, so compare ratios within this run",
+        "- mode: {} — S1–S3: per row {} warm-up + {} measured, a fresh redis-server (1 node) per \
+         row, lease TTL 10 s; S4: S1 and S2 on {} nodes, {} + {} per row; R1: {} settle + {} \
+         measured per approach. Client and server share the machine, so compare ratios within \
+         this run",
         settings.mode,
         secs(settings.warmup),
         secs(settings.measure),
-        settings.nodes,
-        if settings.nodes == 1 { "" } else { "s" },
+        settings
+            .s4_nodes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        secs(settings.s4_timing.0),
+        secs(settings.s4_timing.1),
+        secs(settings.r1_timing.0),
+        secs(settings.r1_timing.1),
     );
     outln!(
         out,
@@ -184,11 +202,8 @@ pub(crate) fn contention_table(
     hold: Duration,
     rows: &[Row<ContentionResult>],
 ) -> String {
-    let baseline = rows
-        .iter()
-        .find(|(v, _)| v.name == BASELINE)
-        .and_then(|(_, r)| r.as_ref().ok())
-        .map(|r| r.acq_per_s);
+    let rate = |name: &str| find(rows, name, 1).map(|r| r.acq_per_s);
+    let (baseline, redlock) = (rate(BASELINE), rate(REDLOCK_DEFAULT));
     let ideal = 1.0 / hold.as_secs_f64();
     let mut out = String::new();
     outln!(out, "## {title}");
@@ -200,32 +215,34 @@ pub(crate) fn contention_table(
          acquire call → return, calls again after each give-up included; a wait still going at \
          the end counts up to the end. Changed hands: acquisitions by a worker other than the \
          previous holder. cmds/acq: commands Redis executed per acquisition, polling and \
-         script-internal calls included. Violations: a holder found another inside.",
+         script-internal calls included. Spread: (max − min) ÷ mean of the acquisitions per \
+         worker. Violations: a holder found another inside.",
         thousands(ideal),
         thousands(ideal),
     );
     outln!(out);
     outln!(
         out,
-        "| library | retry | acq/s | busy % | vs {BASELINE} | idle gap p50 / p99 / max ms | \
-         wait p50 / p99 / max ms | per worker min..max | changed hands | cmds/acq | hold p50 ms \
-         | gave up | errors | violations |"
+        "| library | retry | acq/s | busy % | vs {BASELINE} | vs {REDLOCK_DEFAULT} | idle gap p50 \
+         / p99 / max ms | wait p50 / p99 / max ms | per worker min..max | spread | changed hands \
+         | cmds/acq | hold p50 ms | gave up | errors | violations |"
     );
     outln!(
         out,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for (v, result) in rows {
         match result {
             Ok(r) => outln!(
                 out,
-                "| {} | {} | {} | {:.0}% | {} | {} / {} / {} | {} / {} / {} | {}..{} | {:.0}% | {} \
-                 | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0}% | {} | {} | {} / {} / {} | {} / {} / {} | {}..{} | {} | \
+                 {:.0}% | {} | {} | {} | {} | {} |",
                 v.name,
                 v.retry,
                 thousands(r.acq_per_s),
                 r.busy_pct,
                 ratio(r.acq_per_s, baseline),
+                ratio(r.acq_per_s, redlock),
                 millis(r.gaps.p50),
                 millis(r.gaps.p99),
                 millis(r.gaps.max),
@@ -234,6 +251,8 @@ pub(crate) fn contention_table(
                 millis(r.waits.max),
                 r.per_worker.0,
                 r.per_worker.1,
+                r.spread
+                    .map_or_else(|| "?".to_owned(), |s| format!("{:.0}%", s * 100.0)),
                 r.changed_hands_pct,
                 r.cmds_per_acq
                     .map_or_else(|| "?".to_owned(), |c| format!("{c:.1}")),
@@ -268,6 +287,491 @@ pub(crate) fn contention_table(
             "**Mutual exclusion violated:** {}",
             overlaps.join("; ")
         );
+    }
+    contention_targets(&mut out, hold, rows);
+    out
+}
+
+/// The result of the row named `name` on `nodes` nodes, if it was measured and succeeded.
+fn find<'a, T>(rows: &'a [Row<T>], name: &str, nodes: usize) -> Option<&'a T> {
+    rows.iter()
+        .find(|(v, _)| v.name == name && v.nodes == nodes)
+        .and_then(|(_, r)| r.as_ref().ok())
+}
+
+/// A target a figure should meet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Target {
+    /// At most this much.
+    AtMost(f64),
+    /// At least this much.
+    AtLeast(f64),
+}
+
+impl Target {
+    /// Whether `value` meets the target.
+    pub(crate) fn met_by(self, value: f64) -> bool {
+        match self {
+            Self::AtMost(limit) => value <= limit,
+            Self::AtLeast(limit) => value >= limit,
+        }
+    }
+}
+
+/// `shown` followed by ✅ or ❌ for `value` against `target`; `?` when unknown.
+pub(crate) fn verdict(value: Option<f64>, shown: impl Fn(f64) -> String, target: Target) -> String {
+    match value {
+        Some(v) if v.is_finite() => {
+            let mark = if target.met_by(v) { "✅" } else { "❌" };
+            format!("{} {mark}", shown(v))
+        }
+        _ => "?".to_owned(),
+    }
+}
+
+/// Targets for the notification-driven redlease variants in S3.
+const GAP_P50_TARGET_MS: f64 = 0.15;
+const GAP_P99_TARGET_MS: f64 = 1.0;
+const BUSY_TARGET: f64 = 0.8;
+const PEER_RATIO_TARGET: f64 = 10.0;
+const FAIR_SPREAD_TARGET: f64 = 0.2;
+
+/// Where the notification-driven variants land against their targets, below an S3 table.
+fn contention_targets(out: &mut String, hold: Duration, rows: &[Row<ContentionResult>]) {
+    let ours: Vec<(&str, &ContentionResult)> = [REDLEASE_NOTIFY, REDLEASE_FAIR]
+        .into_iter()
+        .filter_map(|name| find(rows, name, 1).map(|r| (name, r)))
+        .collect();
+    if ours.is_empty() {
+        return;
+    }
+    let ms_of = |ns: u64| crate::stats::as_f64(ns) / 1e6;
+    let peers: Vec<(&str, &ContentionResult)> = PEER_DEFAULTS
+        .into_iter()
+        .filter_map(|name| find(rows, name, 1).map(|r| (name, r)))
+        .collect();
+    outln!(out);
+    outln!(out, "Targets at hold {}:", ms(hold));
+    outln!(out);
+    let names: Vec<&str> = ours.iter().map(|(n, _)| *n).collect();
+    outln!(out, "| target | {} |", names.join(" | "));
+    outln!(out, "|---|{}", "--:|".repeat(names.len()));
+    let mut line = |label: String, cell: &dyn Fn(&ContentionResult, &str) -> String| {
+        let cells: Vec<String> = ours.iter().map(|(n, r)| cell(r, n)).collect();
+        outln!(out, "| {label} | {} |", cells.join(" | "));
+    };
+    line(
+        format!("idle gap p50 ≤ {GAP_P50_TARGET_MS} ms"),
+        &|r, _| {
+            verdict(
+                Some(ms_of(r.gaps.p50)),
+                |v| format!("{v:.3} ms"),
+                Target::AtMost(GAP_P50_TARGET_MS),
+            )
+        },
+    );
+    line(
+        format!("idle gap p99 ≤ {GAP_P99_TARGET_MS} ms"),
+        &|r, _| {
+            verdict(
+                Some(ms_of(r.gaps.p99)),
+                |v| format!("{v:.2} ms"),
+                Target::AtMost(GAP_P99_TARGET_MS),
+            )
+        },
+    );
+    line(format!("throughput ≥ {BUSY_TARGET}× ideal"), &|r, _| {
+        verdict(
+            Some(r.busy_pct / 100.0),
+            |v| format!("{v:.2}×"),
+            Target::AtLeast(BUSY_TARGET),
+        )
+    });
+    for (peer, p) in &peers {
+        line(
+            format!("throughput ≥ {PEER_RATIO_TARGET}× {peer}"),
+            &|r, _| {
+                verdict(
+                    (p.acq_per_s > 0.0).then(|| r.acq_per_s / p.acq_per_s),
+                    |v| format!("{v:.2}×"),
+                    Target::AtLeast(PEER_RATIO_TARGET),
+                )
+            },
+        );
+    }
+    for (peer, p) in &peers {
+        line(
+            format!("idle gap p50 ≥ {PEER_RATIO_TARGET}× shorter than {peer}'s"),
+            &|r, _| {
+                verdict(
+                    (r.gaps.p50 > 0).then(|| ms_of(p.gaps.p50) / ms_of(r.gaps.p50)),
+                    |v| format!("{v:.1}×"),
+                    Target::AtLeast(PEER_RATIO_TARGET),
+                )
+            },
+        );
+    }
+    line(
+        format!(
+            "fair: per-worker spread ≤ {:.0}%",
+            FAIR_SPREAD_TARGET * 100.0
+        ),
+        &|r, name| {
+            if name == REDLEASE_FAIR {
+                verdict(
+                    r.spread,
+                    |v| format!("{:.0}%", v * 100.0),
+                    Target::AtMost(FAIR_SPREAD_TARGET),
+                )
+            } else {
+                r.spread.map_or_else(
+                    || "?".to_owned(),
+                    |v| format!("({:.0}%, not fair mode)", v * 100.0),
+                )
+            }
+        },
+    );
+    peer_ratio_note(out, &peers);
+}
+
+/// Why a 10× throughput lead over a peer may be impossible in a run.
+fn peer_ratio_note(out: &mut String, peers: &[(&str, &ContentionResult)]) {
+    let best_peer = peers
+        .iter()
+        .map(|(_, p)| p.busy_pct / 100.0)
+        .fold(f64::NAN, f64::max);
+    if best_peer.is_finite() && best_peer * PEER_RATIO_TARGET > 1.0 {
+        outln!(out);
+        outln!(
+            out,
+            "A {PEER_RATIO_TARGET}× throughput lead over a peer needs the peer below \
+             {:.0}% busy, since nothing exceeds the ideal; the peers at their defaults reach up \
+             to {:.0}% here, so that lead is out of reach by construction, and the idle-gap \
+             ratio is the comparison that can show it.",
+            100.0 / PEER_RATIO_TARGET,
+            best_peer * 100.0,
+        );
+    }
+}
+
+/// One library's S1 and S2 results at one node count, for S4.
+pub(crate) struct S4Row {
+    /// The variant, with its node count.
+    pub(crate) variant: Variant,
+    /// S1 (one task).
+    pub(crate) s1: Result<PairsResult, String>,
+    /// S2 (several tasks, one client).
+    pub(crate) s2: Result<PairsResult, String>,
+    /// Whether the results are S1's and S2's own 1-node rows, reused.
+    pub(crate) reused: bool,
+}
+
+/// S4's table: S1 and S2 per library and node count, with ratios to the library's own 1-node
+/// figures and to rslock's on as many nodes, and the targets.
+pub(crate) fn multinode_table(title: &str, s2_tasks: usize, rows: &[S4Row]) -> String {
+    let rate = |name: &str, nodes: usize, s2: bool| {
+        rows.iter()
+            .find(|r| r.variant.name == name && r.variant.nodes == nodes)
+            .and_then(|r| if s2 { r.s2.as_ref() } else { r.s1.as_ref() }.ok())
+            .map(|r| r.pairs_per_s)
+    };
+    let mut out = String::new();
+    outln!(out, "## {title}");
+    outln!(out);
+    outln!(
+        out,
+        "S1: one task; S2: {s2_tasks} tasks through one client, distinct names. \"vs 1 node\": \
+         the same library's 1-node figure; \"vs {BASELINE}\": rslock on as many nodes. Rows \
+         marked * are the S1/S2 tables' own 1-node rows. cmds/pair: commands all nodes \
+         executed per pair."
+    );
+    outln!(out);
+    outln!(
+        out,
+        "| library | nodes | S1 pairs/s | S1 vs 1 node | S1 vs {BASELINE} | S1 p50 / p99 µs | S2 \
+         pairs/s | S2 vs 1 node | S2 vs {BASELINE} | S2 p50 / p99 µs | cmds/pair S1 / S2 | \
+         gave up | errors |"
+    );
+    outln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let cells = |r: &Result<PairsResult, String>, name: &str, nodes: usize, s2: bool| match r {
+        Ok(p) => [
+            thousands(p.pairs_per_s),
+            ratio(p.pairs_per_s, rate(name, 1, s2)),
+            ratio(p.pairs_per_s, rate(BASELINE, nodes, s2)),
+            format!("{} / {}", micros(p.latency.p50), micros(p.latency.p99)),
+        ],
+        Err(e) => [
+            format!("failed: {}", cell(e)),
+            String::new(),
+            String::new(),
+            String::new(),
+        ],
+    };
+    for row in rows {
+        let (name, nodes) = (row.variant.name, row.variant.nodes);
+        let s1 = cells(&row.s1, name, nodes, false);
+        let s2 = cells(&row.s2, name, nodes, true);
+        let cmds = |r: &Result<PairsResult, String>| {
+            r.as_ref()
+                .ok()
+                .and_then(|p| p.cmds_per_pair)
+                .map_or_else(|| "?".to_owned(), |c| format!("{c:.1}"))
+        };
+        let trouble = |f: fn(&Trouble) -> u64| {
+            [&row.s1, &row.s2]
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .map(|p| f(&p.trouble))
+                .sum::<u64>()
+        };
+        outln!(
+            out,
+            "| {name}{} | {nodes} | {} | {} | {} / {} | {} | {} |",
+            if row.reused { " *" } else { "" },
+            s1.join(" | "),
+            s2.join(" | "),
+            cmds(&row.s1),
+            cmds(&row.s2),
+            trouble(|t| t.gave_up),
+            trouble(|t| t.errors),
+        );
+    }
+    multinode_notes(&mut out, rows);
+    outln!(out);
+    outln!(out, "Targets:");
+    outln!(out);
+    outln!(
+        out,
+        "- {REDLEASE} 5-node S1 ÷ {REDLEASE} 1-node S1 ≥ 0.8×: {}",
+        verdict(
+            rate(REDLEASE, 5, false)
+                .zip(rate(REDLEASE, 1, false))
+                .map(|(a, b)| a / b),
+            |v| format!("{v:.2}×"),
+            Target::AtLeast(0.8),
+        )
+    );
+    outln!(
+        out,
+        "- {REDLEASE} 3-node S2 ÷ {BASELINE} 3-node S2 ≥ 2×: {}",
+        verdict(
+            rate(REDLEASE, 3, true)
+                .zip(rate(BASELINE, 3, true))
+                .map(|(a, b)| a / b),
+            |v| format!("{v:.2}×"),
+            Target::AtLeast(2.0),
+        )
+    );
+    out
+}
+
+/// Footnotes with the first error of each S4 measurement that had errors.
+fn multinode_notes(out: &mut String, rows: &[S4Row]) {
+    for row in rows {
+        for (scenario, result) in [("S1", &row.s1), ("S2", &row.s2)] {
+            if let Ok(PairsResult {
+                trouble:
+                    Trouble {
+                        errors,
+                        first_error: Some(e),
+                        ..
+                    },
+                ..
+            }) = result
+            {
+                outln!(
+                    out,
+                    "\n- {} on {} nodes, {scenario}: {errors} errors, the first: {}",
+                    row.variant.name,
+                    row.variant.nodes,
+                    cell(e)
+                );
+            }
+        }
+    }
+}
+
+/// Targets for R1.
+const R1_ROUND_TRIPS_TARGET: f64 = 10.0;
+const R1_CPU_TARGET_PCT: f64 = 5.0;
+const R1_BYTES_TARGET: f64 = 1024.0;
+
+/// R1's table: both ways of keeping the leases alive, side by side, and the targets for
+/// redlease's.
+pub(crate) fn renewal_table(title: &str, rows: &[(Mode, Result<RenewalResult, String>)]) -> String {
+    let mut out = String::new();
+    outln!(out, "## {title}");
+    outln!(out);
+    outln!(
+        out,
+        "{} leases, TTL {}, renewed every {} ({} interval), one client, one node; each approach \
+         in a child process of its own (CPU and memory are the client's alone; redis-server is \
+         another process and nothing else runs meanwhile). Round trips: calls through a \
+         counting connection (`Client::builder().connection(..)`): one per command, one per \
+         pipeline. Sent/s: commands, pipelined ones included (about one per renewal); renewals per \
+         lease per interval should be 1. Redis cmds/s: `INFO` \
+         `total_commands_processed`, script-internal calls included. CPU: the child's \
+         utime + stime over the window, in % of one core. Memory: `VmRSS` growth per lease, \
+         after acquiring / at the end of the window. Not held: guards whose `is_held()` was \
+         false at the end.",
+        thousands(crate::stats::as_f64(renewal::LEASES as u64)),
+        secs(renewal::TTL),
+        secs(renewal::interval()),
+        "renewal",
+    );
+    outln!(out);
+    outln!(
+        out,
+        "| approach | setup s | round trips/s | round trips per renewal interval, per node | \
+         sent/s | renewals per lease per interval | cmds per round trip | Redis cmds/s | client CPU % of a core | bytes per lease (acquired / end) | \
+         not held | extend errors | keys in Redis |"
+    );
+    outln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "?".to_owned(), f);
+    for (mode, result) in rows {
+        match result {
+            Ok(r) => outln!(
+                out,
+                "| {} | {:.2} | {} | {} | {} | {:.2} | {} | {} | {} | {} / {} | {} | {} | {} |",
+                mode.label(),
+                r.setup_s,
+                decimal(r.round_trips_per_s()),
+                decimal(r.round_trips_per_tick()),
+                thousands(r.sent_per_s()),
+                r.renewals_per_lease_per_tick(),
+                decimal(r.commands_per_round_trip()),
+                opt(r.redis_per_s(), &thousands),
+                opt(r.cpu_pct(), &|v| format!("{v:.1}%")),
+                opt(r.bytes_per_lease(r.rss_acquired), &thousands),
+                opt(r.bytes_per_lease(r.rss_end), &thousands),
+                r.not_held,
+                r.extend_errors,
+                r.keys
+                    .map_or_else(|| "?".to_owned(), |k| thousands(crate::stats::as_f64(k))),
+            ),
+            Err(e) => outln!(out, "| {} | failed: {} |", mode.label(), cell(e)),
+        }
+    }
+    let get = |m: Mode| {
+        rows.iter()
+            .find(|(mode, _)| *mode == m)
+            .and_then(|(_, r)| r.as_ref().ok())
+    };
+    let (batched, timers) = (get(Mode::Batched), get(Mode::Timers));
+    if let (Some(b), Some(t)) = (batched, timers) {
+        let factor = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+            _ => "?".to_owned(),
+        };
+        outln!(out);
+        outln!(
+            out,
+            "One timer per lease ÷ batched: {} the round trips, {} the client CPU, {} the memory \
+             per lease (at the end).",
+            factor(Some(t.round_trips_per_s()), Some(b.round_trips_per_s())),
+            factor(t.cpu_pct(), b.cpu_pct()),
+            factor(t.bytes_per_lease(t.rss_end), b.bytes_per_lease(b.rss_end)),
+        );
+    }
+    if let Some(b) = batched {
+        renewal_targets(&mut out, b);
+    }
+    out
+}
+
+/// Where redlease's auto-renewal lands against R1's targets.
+fn renewal_targets(out: &mut String, b: &RenewalResult) {
+    {
+        let bytes = b
+            .bytes_per_lease(b.rss_acquired)
+            .zip(b.bytes_per_lease(b.rss_end))
+            .map(|(a, e)| a.max(e));
+        outln!(out);
+        outln!(out, "Targets (redlease `auto_renew`):");
+        outln!(out);
+        outln!(
+            out,
+            "- round trips per renewal interval per node O(1), a handful (≤ {R1_ROUND_TRIPS_TARGET}): {}",
+            verdict(
+                Some(b.round_trips_per_tick()),
+                decimal,
+                Target::AtMost(R1_ROUND_TRIPS_TARGET)
+            )
+        );
+        outln!(
+            out,
+            "- client CPU < {R1_CPU_TARGET_PCT}% of a core: {}",
+            verdict(
+                b.cpu_pct(),
+                |v| format!("{v:.1}%"),
+                Target::AtMost(R1_CPU_TARGET_PCT)
+            )
+        );
+        outln!(
+            out,
+            "- < 1 KiB per lease (the larger of the two readings): {}",
+            verdict(
+                bytes,
+                |v| format!("{} B", thousands(v)),
+                Target::AtMost(R1_BYTES_TARGET)
+            )
+        );
+        outln!(
+            out,
+            "- every lease still held at the end: {}",
+            verdict(
+                Some(crate::stats::as_f64(b.not_held)),
+                |v| format!("{v:.0} not held"),
+                Target::AtMost(0.0)
+            )
+        );
+    }
+}
+
+/// A small figure with as many decimals as it needs: `2.2`, `0.30`, `1,234`.
+pub(crate) fn decimal(x: f64) -> String {
+    if !x.is_finite() {
+        "?".to_owned()
+    } else if x.abs() >= 100.0 {
+        thousands(x)
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// Above this share of the machine taken by other processes, the report warns.
+const BUSY_MACHINE: f64 = 0.1;
+
+/// The last section: wall time, load, and how much CPU other processes took meanwhile.
+pub(crate) fn footer(wall: Duration, others: Option<f64>) -> String {
+    let mut out = String::new();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    outln!(
+        out,
+        "Wall time: {:.0} s; load average after the run: {}.",
+        wall.as_secs_f64(),
+        load_average(),
+    );
+    if let Some(share) = others {
+        outln!(out);
+        outln!(
+            out,
+            "CPU taken by other processes during the run: {:.0}% of the machine ({:.2} of {cores} \
+             cores; `/proc/stat` user + system time less this process's and its reaped children's).",
+            share * 100.0,
+            share * crate::stats::as_f64(cores as u64),
+        );
+        if share > BUSY_MACHINE {
+            outln!(out);
+            outln!(
+                out,
+                "**Warning:** other work competed with the benchmark for the CPU; latencies, \
+                 idle gaps and CPU figures are skewed. Rerun on a quiet machine before drawing \
+                 conclusions."
+            );
+        }
     }
     out
 }
@@ -386,5 +890,31 @@ mod tests {
         assert_eq!(ms(Duration::from_millis(10)), "10 ms");
         assert_eq!(ms(Duration::from_micros(500)), "0.5 ms");
         assert_eq!(cell("a|b\nc"), "a/b c");
+        assert_eq!(decimal(2.2), "2.20");
+        assert_eq!(decimal(12.34), "12.3");
+        assert_eq!(decimal(12_345.0), "12,345");
+        assert_eq!(decimal(f64::NAN), "?");
+    }
+
+    #[test]
+    fn footer_warns_when_the_machine_was_busy() {
+        let quiet = footer(Duration::from_secs(163), Some(0.02));
+        assert!(quiet.starts_with("Wall time: 163 s;"), "{quiet}");
+        assert!(quiet.contains("2% of the machine"), "{quiet}");
+        assert!(!quiet.contains("Warning"), "{quiet}");
+        assert!(footer(Duration::from_secs(1), Some(0.4)).contains("**Warning:**"));
+        assert!(!footer(Duration::from_secs(1), None).contains("other processes"));
+    }
+
+    #[test]
+    fn verdicts() {
+        let ms = |v: f64| format!("{v:.2} ms");
+        assert_eq!(verdict(Some(0.1), ms, Target::AtMost(0.15)), "0.10 ms ✅");
+        assert_eq!(verdict(Some(0.2), ms, Target::AtMost(0.15)), "0.20 ms ❌");
+        assert_eq!(verdict(Some(0.15), ms, Target::AtMost(0.15)), "0.15 ms ✅");
+        assert_eq!(verdict(Some(2.0), ms, Target::AtLeast(2.0)), "2.00 ms ✅");
+        assert_eq!(verdict(Some(1.9), ms, Target::AtLeast(2.0)), "1.90 ms ❌");
+        assert_eq!(verdict(None, ms, Target::AtLeast(2.0)), "?");
+        assert_eq!(verdict(Some(f64::INFINITY), ms, Target::AtLeast(2.0)), "?");
     }
 }

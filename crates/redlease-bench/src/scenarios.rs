@@ -36,14 +36,25 @@ const ERROR_PAUSE: Duration = Duration::from_millis(1);
 const SPIN: Duration = Duration::from_micros(200);
 
 /// What every measurement needs: the runtime for async adapters and the durations.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Env {
     /// Multi-thread runtime (one worker per core) for async adapters in S1/S2 and for sampling.
-    pub(crate) rt: Runtime,
+    pub(crate) rt: Arc<Runtime>,
     /// Running time before the measurement window.
     pub(crate) warmup: Duration,
     /// Length of the measurement window.
     pub(crate) measure: Duration,
+}
+
+impl Env {
+    /// The same runtime with other durations.
+    pub(crate) fn with_timing(&self, warmup: Duration, measure: Duration) -> Self {
+        Self {
+            rt: Arc::clone(&self.rt),
+            warmup,
+            measure,
+        }
+    }
 }
 
 /// When a run starts, when its measurement window opens, and when it ends.
@@ -75,7 +86,7 @@ impl Schedule {
 }
 
 /// Failures that did not stop a run.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Trouble {
     /// Acquire calls that gave up (the library's retry policy ran out).
     pub(crate) gave_up: u64,
@@ -101,7 +112,7 @@ impl Trouble {
 }
 
 /// Result of S1 or S2: acquire + release pairs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PairsResult {
     /// Pairs started in the window, per second.
     pub(crate) pairs_per_s: f64,
@@ -130,6 +141,8 @@ pub(crate) struct ContentionResult {
     pub(crate) holds: Summary,
     /// Acquisitions per worker in the window, smallest and largest.
     pub(crate) per_worker: (u64, u64),
+    /// `(max − min) / mean` of the acquisitions per worker.
+    pub(crate) spread: Option<f64>,
     /// Share of acquisitions by a worker other than the previous holder, in percent.
     pub(crate) changed_hands_pct: f64,
     /// Redis commands per acquisition (all workers' polling included).
@@ -421,6 +434,7 @@ fn summarise(
         waits: Summary::of(&mut waits),
         holds: Summary::of(&mut hold_times),
         per_worker: stats::spread(&per_worker),
+        spread: stats::relative_spread(&per_worker),
         changed_hands_pct: if acquisitions == 0 {
             0.0
         } else {
@@ -639,7 +653,7 @@ impl Sampler {
 }
 
 /// `total_commands_processed` from an `INFO stats` reply.
-fn parse_total_commands(info: &str) -> Option<u64> {
+pub(crate) fn parse_total_commands(info: &str) -> Option<u64> {
     info.lines()
         .find_map(|line| line.strip_prefix("total_commands_processed:"))
         .and_then(|v| v.trim().parse().ok())

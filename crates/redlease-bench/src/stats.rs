@@ -131,6 +131,18 @@ pub(crate) fn spread(counts: &[u64]) -> (u64, u64) {
     (min, max)
 }
 
+/// `(max − min) / mean` of `counts`: 0 when all are equal, 0.2 when the largest exceeds the
+/// smallest by a fifth of the mean. `None` when empty or all zero.
+pub(crate) fn relative_spread(counts: &[u64]) -> Option<f64> {
+    let (min, max) = spread(counts);
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let mean = as_f64(total) / as_f64(counts.len() as u64);
+    Some(as_f64(max - min) / mean)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +239,14 @@ mod tests {
     fn spread_and_conversions() {
         assert_eq!(spread(&[3, 9, 4]), (3, 9));
         assert_eq!(spread(&[]), (0, 0));
+        assert_eq!(relative_spread(&[100, 100, 100]), Some(0.0));
+        // Mean 100, max − min 20.
+        let s = relative_spread(&[90, 110, 100, 100]).expect("some");
+        assert!((s - 0.2).abs() < 1e-12, "{s}");
+        assert_eq!(relative_spread(&[]), None);
+        assert_eq!(relative_spread(&[0, 0]), None);
+        // One starved worker out of two: the spread is 2 (max − min = 2 × mean).
+        assert_eq!(relative_spread(&[0, 50]), Some(2.0));
         let origin = Instant::now();
         assert_eq!(ns_since(origin + Duration::from_secs(1), origin), 0);
         assert_eq!(ns_since(origin, origin + Duration::from_micros(5)), 5_000);

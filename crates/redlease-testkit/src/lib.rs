@@ -33,11 +33,18 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::{env, fmt, io};
 
+mod cluster;
+mod control;
 mod proxy;
+mod sentinel;
 mod server;
+mod tls;
 
+pub use cluster::RedisCluster;
 pub use proxy::{Fault, FaultProxy};
+pub use sentinel::SentinelGroup;
 pub use server::{RedisServer, ServerBuilder, start_nodes};
+pub use tls::TlsCerts;
 
 /// Env var that overrides the redis-server binary path.
 pub const REDIS_SERVER_ENV: &str = "REDLEASE_REDIS_SERVER";

@@ -14,7 +14,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::{Error, FaultProxy, redis_server_binary};
+use crate::{Error, FaultProxy, TlsCerts, redis_server_binary};
 
 /// Name of the server's log file inside its data directory.
 const LOG_FILE: &str = "redis.log";
@@ -39,6 +39,8 @@ const PROBE_IO_TIMEOUT: Duration = Duration::from_millis(500);
 const TAIL_LINES: usize = 30;
 /// What redis logs when it cannot bind its port.
 const ADDR_IN_USE: &str = "Address already in use";
+/// Name of the configuration file [`ServerBuilder::config`] writes in the data directory.
+const CONFIG_FILE: &str = "redis.conf";
 
 /// Configures and starts a [`RedisServer`]; obtained from
 /// [`RedisServer::builder`].
@@ -48,6 +50,8 @@ pub struct ServerBuilder {
     extra_args: Vec<String>,
     persistence: bool,
     password: Option<String>,
+    config: Option<String>,
+    tls: Option<TlsCerts>,
 }
 
 impl ServerBuilder {
@@ -77,6 +81,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Writes `text` to a configuration file in the server's data directory
+    /// and passes it as the first argument (before the testkit's own
+    /// arguments, which therefore win). Needed for Sentinel, which rewrites
+    /// its configuration file: `.config("sentinel monitor …").arg("--sentinel")`.
+    pub fn config(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
+        self
+    }
+
+    /// Also listens with TLS on a second free port ([`RedisServer::tls_port`]),
+    /// with `certs`' server certificate; clients are asked for a certificate
+    /// signed by `certs`' CA but not required to present one (add
+    /// `.arg("--tls-auth-clients").arg("yes")` to require it). The plain port
+    /// stays open, for the readiness probe and for test assertions.
+    pub fn tls(mut self, certs: &TlsCerts) -> Self {
+        self.tls = Some(certs.clone());
+        self
+    }
+
     /// Starts the server on a free loopback port and waits until it answers
     /// `PING`.
     ///
@@ -97,16 +120,45 @@ impl ServerBuilder {
             .prefix("redlease-redis-")
             .tempdir()
             .map_err(|e| Error::io("cannot create a temporary directory for redis-server", e))?;
-        let launch = Launch {
+        let mut launch = Launch {
             binary,
             dir: dir.path().to_path_buf(),
             persistence: self.persistence,
             extra_args: self.extra_args,
             password: self.password,
+            config: None,
+            tls_port: None,
+            tls: false,
         };
+        if let Some(text) = &self.config {
+            let path = dir.path().join(CONFIG_FILE);
+            fs::write(&path, text)
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            launch.config = Some(path);
+        }
+        if let Some(certs) = &self.tls {
+            for (name, pem) in [
+                ("ca.crt", &certs.ca_pem),
+                ("server.crt", &certs.server_cert_pem),
+                ("server.key", &certs.server_key_pem),
+            ] {
+                let path = dir.path().join(name);
+                fs::write(&path, pem)
+                    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            }
+            launch.tls = true;
+        }
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
             let port = free_port()?;
+            if launch.tls {
+                launch.tls_port = Some(loop {
+                    let tls_port = free_port()?;
+                    if tls_port != port {
+                        break tls_port;
+                    }
+                });
+            }
             match launch.start_on(port) {
                 Ok(child) => {
                     return Ok(RedisServer {
@@ -171,6 +223,18 @@ impl RedisServer {
     /// The server's URL, `redis://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The TLS port of a server started with [`ServerBuilder::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.launch.tls_port
+    }
+
+    /// The TLS URL, `rediss://127.0.0.1:tls_port`, of a server started with
+    /// [`ServerBuilder::tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port()
+            .map(|port| format!("rediss://127.0.0.1:{port}"))
     }
 
     /// Starts a [`FaultProxy`] in front of this server: clients that connect
@@ -349,6 +413,12 @@ struct Launch {
     persistence: bool,
     extra_args: Vec<String>,
     password: Option<String>,
+    /// A configuration file, passed first.
+    config: Option<PathBuf>,
+    /// The TLS port, when TLS is on.
+    tls_port: Option<u16>,
+    /// TLS files (`ca.crt`, `server.crt`, `server.key`) are in `dir`.
+    tls: bool,
 }
 
 /// Why [`Launch::start_on`] failed.
@@ -389,9 +459,12 @@ impl Launch {
         } else {
             &["--appendonly", "no"]
         };
-        let mut args: Vec<OsString> = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
-            .map(OsString::from)
-            .into();
+        let mut args: Vec<OsString> = self
+            .config
+            .iter()
+            .map(|path| path.clone().into_os_string())
+            .collect();
+        args.extend(["--port", &port.to_string(), "--bind", "127.0.0.1"].map(OsString::from));
         // `--save ""`: an empty argument, which disables RDB snapshots.
         args.extend(["--save", ""].map(OsString::from));
         args.extend(appendonly.iter().map(OsString::from));
@@ -413,6 +486,18 @@ impl Launch {
         args.extend(["--enable-debug-command", "local"].map(OsString::from));
         if let Some(password) = &self.password {
             args.extend(["--requirepass", password].map(OsString::from));
+        }
+        if let Some(tls_port) = self.tls_port.filter(|_| self.tls) {
+            args.extend(["--tls-port", &tls_port.to_string()].map(OsString::from));
+            for (option, file) in [
+                ("--tls-cert-file", "server.crt"),
+                ("--tls-key-file", "server.key"),
+                ("--tls-ca-cert-file", "ca.crt"),
+            ] {
+                args.push(option.into());
+                args.push(self.dir.join(file).into_os_string());
+            }
+            args.extend(["--tls-auth-clients", "optional"].map(OsString::from));
         }
         args.extend(self.extra_args.iter().map(OsString::from));
         args
@@ -631,6 +716,9 @@ mod tests {
             persistence: false,
             extra_args: vec!["--maxmemory-policy".into(), "allkeys-lru".into()],
             password: None,
+            config: None,
+            tls_port: None,
+            tls: false,
         };
         let args: Vec<String> = launch
             .args(7000)

@@ -110,7 +110,10 @@ impl Client {
     /// - [`Error::InvalidConfig`] for an empty, oversized or braced name, or a TTL that is zero,
     ///   above [`MAX_TTL`](crate::MAX_TTL), or not above the drift allowance;
     /// - [`Error::WrongType`] when the lock's key holds non-lock data;
-    /// - [`Error::Backend`] when Redis fails or does not answer in time.
+    /// - [`Error::Backend`] when Redis fails or does not answer in time (a server error such as
+    ///   `NOPERM` carries its code, see [`BackendError::code`](crate::BackendError::code));
+    /// - [`Error::NotReplicated`] with [`ClientBuilder::replicas`](crate::ClientBuilder::replicas)
+    ///   on, when too few replicas acknowledged the grant (it was released again).
     ///
     /// # Cancel safety
     ///
@@ -150,8 +153,9 @@ impl Client {
     /// - [`Error::Contended`] when the retry policy's attempts ran out;
     /// - [`Error::TimedOut`] when its deadline passed;
     /// - [`Error::InvalidConfig`], [`Error::WrongType`] as for [`try_acquire`](Self::try_acquire);
-    /// - [`Error::Backend`] when the last attempt failed on the Redis side (timeouts and broken
-    ///   connections are retried like contention; other server errors end the loop at once).
+    /// - [`Error::Backend`] / [`Error::NotReplicated`] when the last attempt failed on the Redis
+    ///   side (timeouts, broken connections and unacknowledged grants are retried like
+    ///   contention; a denied permission or rejected credentials end the loop at once).
     ///
     /// # Cancel safety
     ///

@@ -52,6 +52,16 @@ pub enum Error {
     },
     /// The operating system's random source failed, so no lease token could be drawn.
     Entropy(String),
+    /// Replica acknowledgement ([`ClientBuilder::replicas`](crate::ClientBuilder::replicas))
+    /// is on and fewer replicas than required confirmed the write within the timeout. After an
+    /// acquire, the lease was released (a failover could have lost it); after an extend, the
+    /// guard keeps its previous deadline.
+    NotReplicated {
+        /// How many replicas acknowledged the write.
+        acked: u32,
+        /// How many were required.
+        wanted: u32,
+    },
 }
 
 impl Error {
@@ -70,10 +80,27 @@ impl Error {
         matches!(self, Self::Backend(e) if e.kind == BackendErrorKind::Connection)
     }
 
-    /// The error came from the Redis side (connection, timeout or server error, or no quorum
-    /// of nodes reachable), so trying again later may succeed.
+    /// The error came from the Redis side (connection, timeout or server error, no quorum of
+    /// nodes reachable, or too few replicas acknowledging), so trying again later may succeed.
     pub fn is_backend(&self) -> bool {
-        matches!(self, Self::Backend(_) | Self::NoQuorum { .. })
+        matches!(
+            self,
+            Self::Backend(_) | Self::NoQuorum { .. } | Self::NotReplicated { .. }
+        )
+    }
+
+    /// Trying again cannot help: a bad argument or configuration, a key holding foreign data,
+    /// or a server that rejects the credentials or denies a permission (`NOPERM`). `acquire`
+    /// stops retrying at once on these.
+    pub(crate) fn is_permanent(&self) -> bool {
+        match self {
+            Self::InvalidConfig(_) | Self::WrongType { .. } => true,
+            Self::Backend(e) => e.is_permanent(),
+            Self::NoQuorum { errors, .. } => {
+                !errors.is_empty() && errors.iter().all(BackendError::is_permanent)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -112,6 +139,10 @@ impl fmt::Display for Error {
             Self::Entropy(e) => write!(
                 f,
                 "cannot draw a lease token from the OS random source: {e}"
+            ),
+            Self::NotReplicated { acked, wanted } => write!(
+                f,
+                "not replicated: {acked} of {wanted} required replica(s) acknowledged the write in time, so a failover could lose it"
             ),
         }
     }
@@ -248,6 +279,44 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A Cluster or Sentinel deployment was given without any address to start from.
+    NoSeedUrls(&'static str),
+    /// The Sentinel service (master) name is empty.
+    EmptyServiceName,
+    /// TLS settings ([`ClientBuilder::tls_root_ca`](crate::ClientBuilder::tls_root_ca),
+    /// [`tls_client_cert`](crate::ClientBuilder::tls_client_cert)) were given, but no URL uses
+    /// `rediss://`: the connections would not be encrypted.
+    TlsWithoutRediss,
+    /// A TLS certificate or key could not be used. Never contains the key.
+    InvalidTls {
+        /// Which item: `"root CA"`, `"client certificate"`, ...
+        what: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The keys of one lock would not share a Redis Cluster hash slot, so a script touching
+    /// them would fail with `CROSSSLOT`.
+    KeysInDifferentSlots {
+        /// The keys, with their hash tags.
+        keys: Vec<String>,
+    },
+    /// [`EvictionCheck::Refuse`](crate::EvictionCheck::Refuse): a server may evict keys under
+    /// memory pressure (its `maxmemory-policy` is not `noeviction` and `maxmemory` is set), so
+    /// a lock key could vanish while its lease runs.
+    EvictingPolicy {
+        /// The server, as `host:port`.
+        node: String,
+        /// Its `maxmemory-policy`.
+        policy: String,
+    },
+    /// [`EvictionCheck::Refuse`](crate::EvictionCheck::Refuse): a server's eviction policy
+    /// could not be read (`INFO memory` was denied or unreadable), so it cannot be shown safe.
+    EvictionPolicyUnknown {
+        /// The server, as `host:port`.
+        node: String,
+        /// Why it could not be read.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -291,6 +360,26 @@ impl fmt::Display for ConfigError {
             Self::MalformedUrl { url, reason } => {
                 write!(f, "malformed Redis URL {url:?}: {reason}")
             }
+            Self::NoSeedUrls(kind) => write!(f, "a {kind} deployment needs at least one URL"),
+            Self::EmptyServiceName => f.write_str("the Sentinel service name must not be empty"),
+            Self::TlsWithoutRediss => f.write_str(
+                "TLS settings were given but no URL uses rediss://; refusing to connect unencrypted",
+            ),
+            Self::InvalidTls { what, reason } => write!(f, "unusable TLS {what}: {reason}"),
+            Self::KeysInDifferentSlots { keys } => write!(
+                f,
+                "the keys {keys:?} do not share one Redis Cluster hash tag, so one script cannot touch them all (CROSSSLOT)"
+            ),
+            Self::EvictingPolicy { node, policy } => write!(
+                f,
+                "Redis {node} may evict lock keys under memory pressure (maxmemory-policy {policy}); \
+                 set maxmemory-policy noeviction or use EvictionCheck::Warn"
+            ),
+            Self::EvictionPolicyUnknown { node, reason } => write!(
+                f,
+                "cannot read the maxmemory-policy of Redis {node} ({reason}); \
+                 allow INFO for this user or use EvictionCheck::Warn"
+            ),
         }
     }
 }
@@ -311,6 +400,9 @@ pub enum BackendErrorKind {
     Server,
     /// The server answered something redlease's scripts never return.
     Protocol,
+    /// Too few replicas acknowledged a write within the replica timeout (see
+    /// [`ClientBuilder::replicas`](crate::ClientBuilder::replicas)).
+    NotReplicated,
 }
 
 /// A failure on the Redis side, with the server it concerns and the underlying error.
@@ -320,6 +412,8 @@ pub struct BackendError {
     node: String,
     context: &'static str,
     source: Option<redis::RedisError>,
+    /// For [`BackendErrorKind::NotReplicated`]: replicas that acknowledged, and required.
+    replicas: Option<(u32, u32)>,
 }
 
 impl BackendError {
@@ -334,6 +428,66 @@ impl BackendError {
             node: node.to_owned(),
             context,
             source,
+            replicas: None,
+        }
+    }
+
+    /// Too few replicas acknowledged a write on `node`.
+    pub(crate) fn not_replicated(
+        node: &str,
+        context: &'static str,
+        acked: u32,
+        wanted: u32,
+    ) -> Self {
+        Self {
+            replicas: Some((acked, wanted)),
+            ..Self::new(BackendErrorKind::NotReplicated, node, context, None)
+        }
+    }
+
+    /// For a [`BackendErrorKind::NotReplicated`] error: how many replicas acknowledged, and how
+    /// many were required.
+    pub fn replicas(&self) -> Option<(u32, u32)> {
+        self.replicas
+    }
+
+    /// The server's error code (`NOPERM`, `WRONGPASS`, `READONLY`, ...), if it sent one.
+    pub fn code(&self) -> Option<&str> {
+        self.source.as_ref().and_then(redis::RedisError::code)
+    }
+
+    /// A server error that retrying cannot fix: credentials rejected or permission denied.
+    pub(crate) fn is_permanent(&self) -> bool {
+        self.kind == BackendErrorKind::Server
+            && (matches!(self.code(), Some("NOPERM" | "WRONGPASS" | "NOAUTH"))
+                || self.source_is(|e| {
+                    matches!(
+                        e.kind(),
+                        redis::ErrorKind::AuthenticationFailed
+                            | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+                    )
+                }))
+    }
+
+    /// A hint for the reader, for failures with a common cause.
+    fn hint(&self) -> Option<&'static str> {
+        let text = self.source.as_ref().map(ToString::to_string)?;
+        if self.code() == Some("NOPERM") || text.contains("NOPERM") {
+            Some(
+                "the Redis user lacks a permission redlease needs (see the minimal ACL in DESIGN.md)",
+            )
+        } else if self.code() == Some("CROSSSLOT")
+            || self.source_is(|e| {
+                e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
+            })
+        {
+            Some("a script's keys span several Cluster slots")
+        } else if text.contains("certificate") || text.contains("UnknownIssuer") {
+            Some(
+                "TLS certificate verification failed: is the server's CA given with ClientBuilder::tls_root_ca?",
+            )
+        } else {
+            None
         }
     }
 
@@ -377,10 +531,20 @@ impl fmt::Display for BackendError {
             BackendErrorKind::Timeout => "timed out",
             BackendErrorKind::Server => "server error",
             BackendErrorKind::Protocol => "unexpected reply",
+            BackendErrorKind::NotReplicated => "not replicated",
         };
         write!(f, "Redis {}: {what} while {}", self.node, self.context)?;
+        if let Some((acked, wanted)) = self.replicas {
+            write!(
+                f,
+                ": {acked} of {wanted} required replica(s) acknowledged in time"
+            )?;
+        }
         if let Some(e) = &self.source {
             write!(f, ": {e}")?;
+        }
+        if let Some(hint) = self.hint() {
+            write!(f, " ({hint})")?;
         }
         Ok(())
     }

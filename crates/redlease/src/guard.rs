@@ -217,7 +217,10 @@ impl Guard {
     ///   then reports [`is_held`](Self::is_held)` == false`;
     /// - [`Error::InvalidConfig`] for an invalid `ttl` (see [`Client::try_acquire`]);
     /// - [`Error::Backend`] / [`Error::NoQuorum`] when Redis fails or answers too late; the
-    ///   guard keeps its previous deadline (the servers may or may not have extended the key).
+    ///   guard keeps its previous deadline (the servers may or may not have extended the key);
+    /// - [`Error::NotReplicated`] with [`ClientBuilder::replicas`](crate::ClientBuilder::replicas)
+    ///   on, when too few replicas acknowledged the extension; the guard keeps its previous
+    ///   deadline.
     ///
     /// # Cancel safety
     ///

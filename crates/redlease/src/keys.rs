@@ -20,7 +20,28 @@ impl Keys {
         validate_name(name)?;
         let lock = format!("{prefix}{{{name}}}");
         let fence = format!("{lock}:fence");
-        Ok(Self { lock, fence })
+        let keys = Self { lock, fence };
+        keys.check_one_slot(name)?;
+        Ok(keys)
+    }
+
+    /// Every key a script may touch carries the same Cluster hash tag, so all live in one
+    /// slot (in Cluster mode a script over several slots fails with `CROSSSLOT`). The name and
+    /// prefix rules guarantee this; checking it here turns a future mistake into a clear error.
+    /// The other keys extend the lock key, so they share its tag once it is the whole name.
+    fn check_one_slot(&self, name: &str) -> Result<(), ConfigError> {
+        if hash_tag(&self.lock) == Some(name) && hash_tag(&self.fence) == Some(name) {
+            Ok(())
+        } else {
+            Err(ConfigError::KeysInDifferentSlots {
+                keys: vec![
+                    self.lock.clone(),
+                    self.fence.clone(),
+                    self.queue(),
+                    self.queue_expiry(),
+                ],
+            })
+        }
     }
 
     /// The pub/sub channel the release script publishes on (the lock key + `:released`).
@@ -37,6 +58,15 @@ impl Keys {
     pub(crate) fn queue_expiry(&self) -> String {
         format!("{}:queue:expiry", self.lock)
     }
+}
+
+/// The part of `key` Redis Cluster hashes: the text between the first `{` and the first `}`
+/// after it, if not empty (otherwise the whole key, reported here as `None`).
+pub(crate) fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')?;
+    let tag = &key[open + 1..open + 1 + close];
+    (!tag.is_empty()).then_some(tag)
 }
 
 fn validate_name(name: &str) -> Result<(), ConfigError> {
@@ -82,6 +112,25 @@ mod tests {
         assert_eq!(keys.fence, "redlease:{jobs:nightly}:fence");
         assert_eq!(keys.channel(), "redlease:{jobs:nightly}:released");
         assert_eq!(keys.queue(), "redlease:{jobs:nightly}:queue");
+    }
+
+    #[test]
+    fn hash_tags_follow_the_cluster_rule() {
+        assert_eq!(hash_tag("p:{a}:fence"), Some("a"));
+        assert_eq!(hash_tag("p:{}x{a}"), None);
+        assert_eq!(hash_tag("p:{a"), None);
+        assert_eq!(hash_tag("plain"), None);
+        assert_eq!(hash_tag("{a}{b}"), Some("a"));
+        let keys = Keys::new("p:", "x").unwrap();
+        assert!(keys.check_one_slot("x").is_ok());
+        let broken = Keys {
+            lock: "p:{x}".to_owned(),
+            fence: "p:{y}:fence".to_owned(),
+        };
+        assert!(matches!(
+            broken.check_one_slot("x"),
+            Err(ConfigError::KeysInDifferentSlots { .. })
+        ));
     }
 
     #[test]

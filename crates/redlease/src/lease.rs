@@ -5,10 +5,10 @@
 //! every earlier one, and once the lease is lost it stays lost.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Lost;
@@ -24,8 +24,10 @@ pub(crate) struct Lease {
     /// Who holds it, for people looking at the lock (stored after the token).
     pub(crate) label: String,
     state: Mutex<State>,
-    lost: watch::Sender<Option<Lost>>,
-    cancel: CancellationToken,
+    /// Wakes `lost()` futures when the lease is declared lost.
+    lost_notify: Notify,
+    /// Created on first use (most leases never need one), cancelled with the loss.
+    cancel: OnceLock<CancellationToken>,
 }
 
 #[derive(Debug)]
@@ -38,6 +40,8 @@ pub(crate) struct State {
     pub(crate) last_sent: Instant,
     /// `Some` while the renewer keeps this lease alive.
     pub(crate) renewal: Option<Renewal>,
+    /// Why the lease ended; set once, never cleared.
+    pub(crate) lost: Option<Lost>,
     /// Whether a loss watcher task runs (see [`Lease::cancellation`]).
     watched: bool,
 }
@@ -72,10 +76,11 @@ impl Lease {
                 ttl: Duration::ZERO,
                 last_sent: now,
                 renewal: None,
+                lost: None,
                 watched: false,
             }),
-            lost: watch::Sender::new(None),
-            cancel: CancellationToken::new(),
+            lost_notify: Notify::new(),
+            cancel: OnceLock::new(),
         }
     }
 
@@ -90,10 +95,7 @@ impl Lease {
     /// a late reply never revives a lost lease.
     pub(crate) fn extended(&self, sent: Instant, ttl: Duration, trusted: Duration) -> bool {
         let mut state = self.state();
-        if self.lost_reason().is_some()
-            || sent < state.last_sent
-            || Instant::now() >= sent + trusted
-        {
+        if state.lost.is_some() || sent < state.last_sent || Instant::now() >= sent + trusted {
             return false;
         }
         state.valid_until = sent + trusted;
@@ -111,25 +113,29 @@ impl Lease {
     }
 
     pub(crate) fn lost_reason(&self) -> Option<Lost> {
-        *self.lost.borrow()
+        self.state().lost
     }
 
     /// Trusted right now: not lost, and the deadline has not passed.
     pub(crate) fn is_held(&self) -> bool {
-        self.lost_reason().is_none() && Instant::now() < self.valid_until()
+        let state = self.state();
+        state.lost.is_none() && Instant::now() < state.valid_until
     }
 
-    /// Declares the lease lost (the first reason sticks) and cancels its cancellation token.
+    /// Declares the lease lost (the first reason sticks), wakes `lost()` futures and cancels
+    /// the cancellation token.
     pub(crate) fn mark_lost(&self, reason: Lost) {
-        let first = self.lost.send_if_modified(|current| {
-            if current.is_some() {
-                return false;
-            }
-            *current = Some(reason);
-            true
-        });
+        let first = {
+            let mut state = self.state();
+            let first = state.lost.is_none();
+            state.lost.get_or_insert(reason);
+            first
+        };
         if first {
-            self.cancel.cancel();
+            self.lost_notify.notify_waiters();
+            if let Some(token) = self.cancel.get() {
+                token.cancel();
+            }
         }
     }
 
@@ -161,16 +167,21 @@ impl Lease {
     /// Resolves with the reason once the lease is lost; at the latest at its deadline.
     pub(crate) fn lost(self: &Arc<Self>) -> impl Future<Output = Lost> + Send + 'static {
         let lease = self.clone();
-        let mut changes = self.lost.subscribe();
         async move {
             loop {
-                if let Some(reason) = *changes.borrow_and_update() {
+                let notified = lease.lost_notify.notified();
+                tokio::pin!(notified);
+                // Registered before looking, so a loss declared in between still wakes us.
+                notified.as_mut().enable();
+                let (lost, deadline) = {
+                    let state = lease.state();
+                    (state.lost, state.valid_until)
+                };
+                if let Some(reason) = lost {
                     return reason;
                 }
-                let deadline = lease.valid_until();
                 tokio::select! {
-                    // The sender lives in `lease`, which this future holds: never closed.
-                    _ = changes.changed() => {}
+                    () = notified => {}
                     () = tokio::time::sleep_until(deadline.into()) => {
                         lease.expire_if_due(Instant::now());
                     }
@@ -182,13 +193,16 @@ impl Lease {
     /// A token cancelled when the lease is lost. Leases without renewal get a small task that
     /// waits for their deadline (it ends then, or at release).
     pub(crate) fn cancellation(self: &Arc<Self>) -> CancellationToken {
+        let token = self.cancel.get_or_init(CancellationToken::new);
         let mut state = self.state();
-        if state.renewal.is_none() && !state.watched && !self.cancel.is_cancelled() {
+        if state.lost.is_some() {
+            token.cancel();
+        } else if state.renewal.is_none() && !state.watched {
             state.watched = true;
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(self.lost());
             }
         }
-        self.cancel.child_token()
+        token.child_token()
     }
 }

@@ -49,6 +49,16 @@
 //! What no Redis lock can guarantee — mutual exclusion of running code across process pauses,
 //! safety across failover or restarts without persistence — is spelled out in `DESIGN.md`.
 //!
+//! # Deployments
+//!
+//! A client's nodes can be single servers ([`ClientBuilder::url`]; several make a Redlock
+//! quorum), a Redis Cluster ([`ClientBuilder::cluster`]: each lock on the primary owning its
+//! name's slot), or the primary of a Sentinel service ([`ClientBuilder::sentinel`], followed
+//! across failovers), over TLS (`rediss://`) and with ACL users. Cluster and Sentinel replicate
+//! asynchronously, so a failover can lose a lease; [`ClientBuilder::replicas`] makes each grant
+//! wait for replicas. `DESIGN.md` says what each deployment guarantees, and lists the minimal
+//! ACL a lock user needs.
+//!
 //! # Keys
 //!
 //! A lock named `N` uses the key `{prefix}{N}` for the owner's token (with the TTL) and
@@ -65,6 +75,9 @@
 //! | connect / command timeout | [`DEFAULT_CONNECT_TIMEOUT`] / [`DEFAULT_COMMAND_TIMEOUT`] |
 //! | retry for [`Client::acquire`] | exponential, [`DEFAULT_RETRY_DELAY`] to [`DEFAULT_RETRY_MAX_DELAY`] with jitter, for [`DEFAULT_ACQUIRE_TIMEOUT`] |
 //! | limits | TTL ≤ [`MAX_TTL`], name ≤ [`MAX_NAME_LEN`] bytes |
+//! | TLS (`rediss://`) | server certificate verified against the system's roots ([`ClientBuilder::tls_root_ca`] for a private CA) |
+//! | replica acknowledgement | off ([`ClientBuilder::replicas`]; [`DEFAULT_REPLICA_TIMEOUT`] suggested) |
+//! | eviction check | [`DEFAULT_EVICTION_CHECK`]: warn when a server may evict lock keys |
 //! | dropped guard | released in the background (or expires after its TTL) |
 #![forbid(unsafe_code)]
 
@@ -80,6 +93,8 @@ mod node;
 mod quorum;
 mod renew;
 mod retry;
+mod sentinel;
+mod tls;
 mod token;
 mod wait;
 
@@ -87,7 +102,8 @@ pub use admin::{Holder, LockInfo};
 pub use client::Client;
 pub use config::{
     ClientBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DRIFT_FACTOR,
-    DEFAULT_PREFIX, DEFAULT_URL, DRIFT_FLOOR, MAX_TTL,
+    DEFAULT_EVICTION_CHECK, DEFAULT_PREFIX, DEFAULT_REPLICA_TIMEOUT, DEFAULT_URL, DRIFT_FLOOR,
+    EvictionCheck, MAX_TTL,
 };
 pub use error::{BackendError, BackendErrorKind, ConfigError, Error, Lost};
 pub use guard::{Guard, ReleaseOutcome};

@@ -327,6 +327,10 @@ impl<'a> Acquisition<'a> {
     async fn wait(&mut self, failure: Failure) -> Result<(), Error> {
         let shared = self.client.shared();
         let contended = matches!(failure.error, Error::Contended { .. });
+        if failure.error.is_permanent() {
+            // A retry would meet the same refusal (wrong type, permission denied, ...).
+            return Err(failure.error);
+        }
         self.failed = self.failed.saturating_add(1);
         let Some(backoff) = self.options.retry.delay_after(self.failed, &mut self.rng) else {
             return Err(failure.error);
@@ -373,6 +377,13 @@ impl<'a> Acquisition<'a> {
                     .await;
             }
         };
+        // With several nodes, waiters woken by the same release would all send their retries at
+        // once and split the nodes' votes between them; a little spread lets one win.
+        let spread = if shared.nodes.len() > 1 {
+            Duration::from_micros(self.rng.u64(0..2_000))
+        } else {
+            Duration::ZERO
+        };
         let woken = async {
             let Some(watch) = self.wakeups.as_mut() else {
                 tokio::time::sleep(delay).await;
@@ -380,7 +391,10 @@ impl<'a> Acquisition<'a> {
             };
             tokio::select! {
                 () = tokio::time::sleep(delay) => true,
-                woken = watch.changed() => woken.is_some(),
+                woken = watch.changed() => {
+                    tokio::time::sleep(spread).await;
+                    woken.is_some()
+                }
             }
         };
         let ((), subscribed) = tokio::join!(give_back, woken);

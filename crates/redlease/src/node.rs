@@ -4,8 +4,11 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::aio::ConnectionLike;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Arg, Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 
 use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::keys::Keys;
@@ -50,6 +53,63 @@ fn is_no_script(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
+/// A Cluster redirection inside a pipeline reply, which the cluster client does not follow.
+fn is_redirect(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask)
+    )
+}
+
+/// The same script call as `EVAL` with the script's source, for a server that does not have
+/// the script cached (and caches it on the way). `None` for anything but an `EVALSHA` of ours.
+fn to_eval(cmd: &Cmd) -> Option<Cmd> {
+    let mut args = cmd.args_iter();
+    if !matches!(args.next(), Some(Arg::Simple(name)) if name.eq_ignore_ascii_case(b"EVALSHA")) {
+        return None;
+    }
+    let Some(Arg::Simple(sha)) = args.next() else {
+        return None;
+    };
+    let index = SCRIPTS
+        .iter()
+        .position(|script| script.get_hash().as_bytes() == sha)?;
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(SOURCES[index]);
+    for arg in args {
+        if let Arg::Simple(bytes) = arg {
+            eval.arg(bytes);
+        }
+    }
+    Some(eval)
+}
+
+/// The first key of a script call (`EVALSHA sha numkeys key…`).
+fn first_key(cmd: &Cmd) -> Option<Vec<u8>> {
+    match cmd.args_iter().nth(3) {
+        Some(Arg::Simple(key)) => Some(key.to_vec()),
+        _ => None,
+    }
+}
+
+/// Replica acknowledgement: after a lease is written, `WAIT wanted timeout` on the same
+/// connection (see [`ClientBuilder::replicas`](crate::ClientBuilder::replicas)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Replicas {
+    pub(crate) wanted: u32,
+    pub(crate) timeout: Duration,
+}
+
+impl Replicas {
+    /// `WAIT`'s timeout in milliseconds for a request bounded by `limit`: the configured
+    /// timeout, but at most half the limit so that the reply can still arrive in time; never
+    /// 0, which would make `WAIT` block forever.
+    fn wait_ms(self, limit: Duration) -> u64 {
+        let ms = self.timeout.min(limit / 2).as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+    }
+}
+
 /// What one acquire attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -58,6 +118,8 @@ pub(crate) enum Acquired {
     /// Another owner holds it for this much longer (`None`: unknown, because the key has no
     /// expiry, or in fair mode the lock is free but promised to an earlier waiter).
     Held { remaining: Option<Duration> },
+    /// Granted, but too few replicas acknowledged it in time; it has been released again.
+    Unreplicated { acked: u32, wanted: u32 },
 }
 
 /// What a compare-and-act script found at the lock key (and acted on if ours).
@@ -106,7 +168,7 @@ pub(crate) async fn bounded<T>(
     node: &str,
     context: &'static str,
     limit: Duration,
-    request: impl Future<Output = redis::RedisResult<T>>,
+    request: impl Future<Output = RedisResult<T>>,
 ) -> Result<T, Error> {
     match tokio::time::timeout(limit, request).await {
         Ok(Ok(reply)) => Ok(reply),
@@ -126,6 +188,12 @@ pub(crate) struct Node {
     /// The connection itself fails a command after `command_timeout` (one redlease opened),
     /// so a timer of ours is needed only for shorter limits.
     times_out_itself: bool,
+    /// For a Redis Cluster: the cluster connection, to reach every primary. Script calls are
+    /// then sent alone rather than pipelined (the cluster client follows `MOVED`/`ASK` only
+    /// for single commands), and a missing script is sent with `EVAL`.
+    cluster: Option<ClusterConnection>,
+    /// `WAIT` after acquire and extend, if on.
+    replicas: Option<Replicas>,
 }
 
 impl std::fmt::Debug for Node {
@@ -154,7 +222,31 @@ impl Node {
             label,
             command_timeout,
             times_out_itself,
+            cluster: None,
+            replicas: None,
         }
+    }
+
+    /// A node over a Redis Cluster: one lock lives on the primary that owns its slot.
+    pub(crate) fn cluster(
+        connection: ClusterConnection,
+        label: String,
+        command_timeout: Duration,
+    ) -> Self {
+        Self {
+            cluster: Some(connection.clone()),
+            ..Self::new(connection, label, command_timeout, false)
+        }
+    }
+
+    /// Turns on replica acknowledgement for acquire and extend.
+    pub(crate) fn with_replicas(mut self, replicas: Option<Replicas>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    fn conn(&self) -> AnyConnection {
+        AnyConnection(self.connection.clone_box())
     }
 
     pub(crate) fn label(&self) -> &str {
@@ -167,7 +259,7 @@ impl Node {
         &self,
         context: &'static str,
         limit: Duration,
-        request: impl Future<Output = redis::RedisResult<T>>,
+        request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, Error> {
         if self.times_out_itself && limit >= self.command_timeout {
             request
@@ -187,15 +279,74 @@ impl Node {
     /// Loads the scripts in one round trip, so that the first lease costs one round trip
     /// rather than three (`EVALSHA`, `NOSCRIPT`, `SCRIPT LOAD`). This is also the first
     /// request on a new connection, so it proves the server answers.
+    ///
+    /// On a Cluster each `SCRIPT LOAD` is sent alone, which the cluster client sends to every
+    /// node (a pipeline would reach one node only); a node that cannot be reached is not an
+    /// error there (it gets a script by `EVAL` when it needs it), a denied permission is.
     pub(crate) async fn load_scripts(&self, limit: Duration) -> Result<(), Error> {
+        const CONTEXT: &str = "loading scripts";
+        if self.cluster.is_some() {
+            let loads = SOURCES.map(|source| async move {
+                let mut conn = self.conn();
+                let mut cmd = redis::cmd("SCRIPT");
+                cmd.arg("LOAD").arg(source);
+                bounded(
+                    &self.label,
+                    CONTEXT,
+                    limit,
+                    cmd.query_async::<Value>(&mut conn),
+                )
+                .await
+            });
+            for loaded in join_all(loads).await {
+                match loaded {
+                    Err(Error::Backend(e)) if !e.is_permanent() => {
+                        // A node that is down now (the connection to the cluster is already
+                        // proven): it gets the scripts by `EVAL` when it needs them.
+                        tracing::debug!(node = %self.label, error = %e, "could not load the scripts on every node");
+                    }
+                    other => other.map(drop)?,
+                }
+            }
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         for source in SOURCES {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
-        let mut conn = AnyConnection(self.connection.clone_box());
+        let mut conn = self.conn();
         let loading = pipe.query_async::<Vec<String>>(&mut conn);
-        bounded(&self.label, "loading scripts", limit, loading).await?;
+        bounded(&self.label, CONTEXT, limit, loading).await?;
         Ok(())
+    }
+
+    /// After `NOSCRIPT`: loads the scripts again (the server restarted), or on a Cluster,
+    /// where the node lacking them is not known, turns the call into an `EVAL`.
+    async fn recover_script(&self, cmd: Cmd, limit: Duration) -> Result<Cmd, Error> {
+        if self.cluster.is_some()
+            && let Some(eval) = to_eval(&cmd)
+        {
+            return Ok(eval);
+        }
+        self.load_scripts(limit.min(self.command_timeout)).await?;
+        Ok(cmd)
+    }
+
+    /// After a redirection inside a pipeline: sends a harmless single command on the same
+    /// key, which the cluster client follows, updating its slot map for the next try.
+    async fn follow_redirect(&self, cmd: &Cmd, limit: Duration) {
+        if let Some(key) = first_key(cmd) {
+            let mut conn = self.conn();
+            let mut pttl = redis::cmd("PTTL");
+            pttl.arg(key);
+            let _ = self
+                .bounded(
+                    "following a Cluster redirection",
+                    limit,
+                    pttl.query_async::<Value>(&mut conn),
+                )
+                .await;
+        }
     }
 
     /// Runs one script call, bounded by `limit`. A server that forgot the scripts (it
@@ -206,19 +357,105 @@ impl Node {
         limit: Duration,
         cmd: Cmd,
     ) -> Result<[Value; 2], Error> {
-        let mut conn = AnyConnection(self.connection.clone_box());
-        let reply = match self
-            .bounded(context, limit, cmd.query_async::<Vec<Value>>(&mut conn))
-            .await
-        {
-            Err(Error::Backend(e)) if e.source_is(is_no_script) => {
-                self.load_scripts(limit.min(self.command_timeout)).await?;
-                self.bounded(context, limit, cmd.query_async(&mut conn))
-                    .await?
+        let (reply, _) = self.run_and_wait(context, limit, cmd, false).await?;
+        Ok(reply)
+    }
+
+    /// [`run`](Self::run), followed (when `wait` is set and replica acknowledgement is on)
+    /// by `WAIT` on the same connection, in one pipeline. Also returns how many replicas
+    /// acknowledged, when it waited.
+    async fn run_and_wait(
+        &self,
+        context: &'static str,
+        limit: Duration,
+        mut cmd: Cmd,
+        wait: bool,
+    ) -> Result<([Value; 2], Option<u32>), Error> {
+        let replicas = self.replicas.filter(|_| wait);
+        let mut retried = false;
+        loop {
+            let result = match replicas {
+                None => {
+                    let mut conn = self.conn();
+                    self.bounded(context, limit, cmd.query_async::<Value>(&mut conn))
+                        .await
+                        .map(|reply| (reply, None))
+                }
+                Some(replicas) => self
+                    .call_and_wait(context, limit, &cmd, replicas)
+                    .await
+                    .map(|(reply, acked)| (reply, Some(acked))),
+            };
+            match result {
+                Err(Error::Backend(e)) if !retried && e.source_is(is_no_script) => {
+                    retried = true;
+                    cmd = self.recover_script(cmd, limit).await?;
+                }
+                Err(Error::Backend(e))
+                    if !retried && self.cluster.is_some() && e.source_is(is_redirect) =>
+                {
+                    retried = true;
+                    self.follow_redirect(&cmd, limit).await;
+                }
+                result => {
+                    let (reply, acked) = result?;
+                    let Value::Array(items) = reply else {
+                        return Err(self.protocol_error(context));
+                    };
+                    let reply =
+                        <[Value; 2]>::try_from(items).map_err(|_| self.protocol_error(context))?;
+                    return Ok((reply, acked));
+                }
             }
-            first => first?,
-        };
-        <[Value; 2]>::try_from(reply).map_err(|_| self.protocol_error(context))
+        }
+    }
+
+    /// `cmd` then `WAIT`, pipelined so that both use one connection: `WAIT` counts the
+    /// replicas that acknowledged every write sent before it on its connection.
+    async fn call_and_wait(
+        &self,
+        context: &'static str,
+        limit: Duration,
+        cmd: &Cmd,
+        replicas: Replicas,
+    ) -> Result<(Value, u32), Error> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.add_command(cmd.clone());
+        pipe.cmd("WAIT")
+            .arg(replicas.wanted)
+            .arg(replicas.wait_ms(limit));
+        let mut conn = self.conn();
+        let replies: Vec<RedisResult<Value>> = self
+            .bounded(context, limit, pipe.query_async(&mut conn))
+            .await?;
+        let [reply, acked] = <[RedisResult<Value>; 2]>::try_from(replies)
+            .map_err(|_| self.protocol_error(context))?;
+        let reply = reply.map_err(|e| BackendError::from_redis(&self.label, context, e))?;
+        let acked = self.acked(acked, context)?;
+        Ok((reply, acked))
+    }
+
+    /// Decodes `WAIT`'s reply.
+    fn acked(&self, reply: RedisResult<Value>, context: &'static str) -> Result<u32, Error> {
+        match reply.map_err(|e| BackendError::from_redis(&self.label, context, e))? {
+            Value::Int(n) => Ok(u32::try_from(n).unwrap_or(0)),
+            _ => Err(self.protocol_error(context)),
+        }
+    }
+
+    /// The error for a write that too few replicas acknowledged.
+    fn not_replicated(&self, context: &'static str, acked: u32) -> Error {
+        let wanted = self.replicas.map_or(0, |r| r.wanted);
+        BackendError::not_replicated(&self.label, context, acked, wanted).into()
+    }
+
+    /// Whether `acked` replicas fall short of what replica acknowledgement requires.
+    fn short_of_replicas(&self, acked: Option<u32>) -> bool {
+        match (self.replicas, acked) {
+            (Some(replicas), Some(acked)) => acked < replicas.wanted,
+            _ => false,
+        }
     }
 
     fn protocol_error(&self, context: &'static str) -> Error {
@@ -284,8 +521,16 @@ impl Node {
                 cmd
             }
         };
-        let [code, detail] = self.run(CONTEXT, limit, cmd).await?;
+        let ([code, detail], acked) = self.run_and_wait(CONTEXT, limit, cmd, true).await?;
         match self.int(&code, CONTEXT)? {
+            1 if self.short_of_replicas(acked) => {
+                // A failover now could lose this grant: give it back rather than hand it out.
+                let _ = self.release(keys, &lease.token).await;
+                Ok(Acquired::Unreplicated {
+                    acked: acked.unwrap_or(0),
+                    wanted: self.replicas.map_or(0, |r| r.wanted),
+                })
+            }
             1 => {
                 let fence = self.int(&detail, CONTEXT)?;
                 Ok(Acquired::Granted {
@@ -368,15 +613,33 @@ impl Node {
         limit: Duration,
     ) -> Result<Vec<Result<Found, Error>>, Error> {
         const CONTEXT: &str = "extending leases";
+        let extend = |lease: &Lease, ttl_ms: u64| {
+            let mut cmd = evalsha(Lua::Extend, &[&lease.keys.lock]);
+            cmd.arg(lease.token.as_str()).arg(ttl_ms);
+            cmd
+        };
+        if self.cluster.is_some() {
+            // Leases of different names live in different slots: one command each.
+            let calls = batch.iter().map(|(lease, ttl_ms)| async move {
+                let ([code, detail], acked) = self
+                    .run_and_wait(CONTEXT, limit, extend(lease, *ttl_ms), true)
+                    .await?;
+                self.extended(&code, &detail, acked, &lease.keys)
+            });
+            return Ok(join_all(calls).await);
+        }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for (lease, ttl_ms) in batch {
-            let mut cmd = evalsha(Lua::Extend, &[&lease.keys.lock]);
-            cmd.arg(lease.token.as_str()).arg(*ttl_ms);
-            pipe.add_command(cmd);
+            pipe.add_command(extend(lease, *ttl_ms));
         }
-        let mut conn = AnyConnection(self.connection.clone_box());
-        let mut replies: Vec<redis::RedisResult<Value>> = self
+        if let Some(replicas) = self.replicas {
+            pipe.cmd("WAIT")
+                .arg(replicas.wanted)
+                .arg(replicas.wait_ms(limit));
+        }
+        let mut conn = self.conn();
+        let mut replies: Vec<RedisResult<Value>> = self
             .bounded(CONTEXT, limit, pipe.query_async(&mut conn))
             .await?;
         if replies
@@ -388,6 +651,10 @@ impl Node {
                 .bounded(CONTEXT, limit, pipe.query_async(&mut conn))
                 .await?;
         }
+        let acked = match self.replicas {
+            Some(_) => Some(self.acked(replies.pop().unwrap_or(Ok(Value::Nil)), CONTEXT)?),
+            None => None,
+        };
         Ok(replies
             .into_iter()
             .zip(batch)
@@ -399,9 +666,26 @@ impl Node {
                 };
                 let [code, detail] =
                     <[Value; 2]>::try_from(items).map_err(|_| self.protocol_error(CONTEXT))?;
-                self.found(&code, &detail, CONTEXT, &lease.keys)
+                self.extended(&code, &detail, acked, &lease.keys)
             })
             .collect())
+    }
+
+    /// Decodes an extend reply; an extension too few replicas acknowledged is an error.
+    fn extended(
+        &self,
+        code: &Value,
+        detail: &Value,
+        acked: Option<u32>,
+        keys: &Keys,
+    ) -> Result<Found, Error> {
+        const CONTEXT: &str = "extending leases";
+        match self.found(code, detail, CONTEXT, keys)? {
+            Found::Ours if self.short_of_replicas(acked) => {
+                Err(self.not_replicated(CONTEXT, acked.unwrap_or(0)))
+            }
+            found => Ok(found),
+        }
     }
 }
 
@@ -426,6 +710,25 @@ impl Node {
     /// Reads a lock's state in one round trip, without changing it.
     pub(crate) async fn inspect(&self, keys: &Keys) -> Result<NodeView, Error> {
         const CONTEXT: &str = "inspecting a lock";
+        if self.cluster.is_some() {
+            let reply = self
+                .bounded(CONTEXT, self.command_timeout, self.inspect_cluster(keys))
+                .await;
+            return match reply {
+                Ok((value, pttl_ms, fence, queued, subscribers)) => Ok(NodeView {
+                    value,
+                    pttl_ms,
+                    fence: fence.unwrap_or(0),
+                    queued,
+                    subscribers,
+                }),
+                Err(Error::Backend(e)) if e.code() == Some("WRONGTYPE") => Err(Error::WrongType {
+                    key: keys.lock.clone(),
+                    found: "a non-lock value (see TYPE)".to_owned(),
+                }),
+                Err(e) => Err(e),
+            };
+        }
         let mut pipe = redis::pipe();
         pipe.get(&keys.lock)
             .pttl(&keys.lock)
@@ -435,7 +738,7 @@ impl Node {
             .arg("NUMSUB")
             .arg(keys.channel());
         let mut conn = AnyConnection(self.connection.clone_box());
-        let reply: redis::RedisResult<InspectReply> = pipe.query_async(&mut conn).await;
+        let reply: RedisResult<InspectReply> = pipe.query_async(&mut conn).await;
         match reply {
             Ok((value, pttl_ms, fence, queued, (_, subscribers))) => Ok(NodeView {
                 value,
@@ -452,12 +755,57 @@ impl Node {
         }
     }
 
+    /// [`inspect`](Self::inspect) on a Cluster: single commands, which follow redirections
+    /// (a pipeline would not), and `PUBSUB NUMSUB` summed over every node (the cluster client
+    /// sends it to all of them).
+    async fn inspect_cluster(
+        &self,
+        keys: &Keys,
+    ) -> RedisResult<(Option<String>, i64, Option<u64>, u64, u64)> {
+        let mut conns = [(); 5].map(|()| self.conn());
+        let [c_get, c_pttl, c_fence, c_zcard, c_numsub] = &mut conns;
+        let (mut get, mut pttl, mut fence, mut zcard, mut numsub) = (
+            redis::cmd("GET"),
+            redis::cmd("PTTL"),
+            redis::cmd("GET"),
+            redis::cmd("ZCARD"),
+            redis::cmd("PUBSUB"),
+        );
+        get.arg(&keys.lock);
+        pttl.arg(&keys.lock);
+        fence.arg(&keys.fence);
+        zcard.arg(keys.queue());
+        numsub.arg("NUMSUB").arg(keys.channel());
+        let (value, pttl_ms, fence, queued, subscribers) = tokio::try_join!(
+            get.query_async::<Option<String>>(c_get),
+            pttl.query_async::<i64>(c_pttl),
+            fence.query_async::<Option<u64>>(c_fence),
+            zcard.query_async::<u64>(c_zcard),
+            numsub.query_async::<Value>(c_numsub),
+        )?;
+        let subscribers = match subscribers {
+            Value::Map(pairs) => pairs
+                .into_iter()
+                .map(|(_, count)| match count {
+                    Value::Int(n) => u64::try_from(n).unwrap_or(0),
+                    _ => 0,
+                })
+                .sum(),
+            Value::Array(items) => match items.get(1) {
+                Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        Ok((value, pttl_ms, fence, queued, subscribers))
+    }
+
     /// Deletes the lock key whoever holds it (keeping the fence counter) and wakes waiters.
     /// Returns the deleted value.
     pub(crate) async fn force_release(&self, keys: &Keys) -> Result<Option<String>, Error> {
         const CONTEXT: &str = "breaking a lock";
         let cmd = evalsha(Lua::ForceRelease, &[&keys.lock]);
-        let mut conn = AnyConnection(self.connection.clone_box());
+        let mut conn = self.conn();
         let reply = match self
             .bounded(
                 CONTEXT,
@@ -467,7 +815,7 @@ impl Node {
             .await
         {
             Err(Error::Backend(e)) if e.source_is(is_no_script) => {
-                self.load_scripts(self.command_timeout).await?;
+                let cmd = self.recover_script(cmd, self.command_timeout).await?;
                 self.bounded(CONTEXT, self.command_timeout, cmd.query_async(&mut conn))
                     .await?
             }
@@ -487,7 +835,10 @@ impl Node {
     /// The lock keys matching a glob `pattern` (already prefixed), found with `SCAN`.
     pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<String>, Error> {
         const CONTEXT: &str = "listing locks";
-        let mut conn = AnyConnection(self.connection.clone_box());
+        if let Some(cluster) = &self.cluster {
+            return self.scan_cluster(cluster.clone(), pattern).await;
+        }
+        let mut conn = self.conn();
         let mut cursor = 0u64;
         let mut keys = Vec::new();
         loop {
@@ -506,5 +857,192 @@ impl Node {
             }
             cursor = next;
         }
+    }
+
+    /// [`scan`](Self::scan) over every primary of a Cluster, found by sending them `PING`.
+    async fn scan_cluster(
+        &self,
+        mut cluster: ClusterConnection,
+        pattern: &str,
+    ) -> Result<Vec<String>, Error> {
+        const CONTEXT: &str = "listing locks";
+        let all_primaries = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let pinged = self
+            .bounded(
+                CONTEXT,
+                self.command_timeout,
+                cluster.route_command(redis::cmd("PING"), all_primaries),
+            )
+            .await?;
+        let Value::Map(primaries) = pinged else {
+            return Err(self.protocol_error(CONTEXT));
+        };
+        let mut keys = Vec::new();
+        for (address, _) in primaries {
+            let address: String =
+                redis::from_redis_value(address).map_err(|_| self.protocol_error(CONTEXT))?;
+            let Some((host, port)) = address
+                .rsplit_once(':')
+                .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+            else {
+                return Err(self.protocol_error(CONTEXT));
+            };
+            let mut cursor = 0u64;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port,
+                });
+                let reply = self
+                    .bounded(
+                        CONTEXT,
+                        self.command_timeout,
+                        cluster.route_command(cmd, route),
+                    )
+                    .await?;
+                let (next, batch): (u64, Vec<String>) =
+                    redis::from_redis_value(reply).map_err(|_| self.protocol_error(CONTEXT))?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Reads `maxmemory` and `maxmemory-policy` (from `INFO memory`, which a restricted user
+    /// is more often allowed than `CONFIG GET`). On a Cluster, every primary answers.
+    pub(crate) async fn eviction(&self, limit: Duration) -> Result<Vec<Eviction>, Error> {
+        const CONTEXT: &str = "reading the eviction policy";
+        let mut conn = self.conn();
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("memory");
+        let reply = bounded(
+            &self.label,
+            CONTEXT,
+            limit,
+            cmd.query_async::<Value>(&mut conn),
+        )
+        .await?;
+        let mut found = Vec::new();
+        collect_info(reply, &self.label, &mut found);
+        Ok(found)
+    }
+}
+
+/// What one server said about eviction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Eviction {
+    /// The server, as `host:port`.
+    pub(crate) node: String,
+    /// `Ok(Some(policy))`: keys may be evicted under this policy; `Ok(None)`: they may not
+    /// (`noeviction`, or no memory limit); `Err(reason)`: unknown.
+    pub(crate) risk: Result<Option<String>, String>,
+}
+
+/// Gathers the `INFO memory` texts in `reply` (one per node on a Cluster).
+fn collect_info(reply: Value, node: &str, found: &mut Vec<Eviction>) {
+    match reply {
+        Value::Map(per_node) => {
+            for (address, reply) in per_node {
+                let address =
+                    redis::from_redis_value::<String>(address).unwrap_or_else(|_| node.to_owned());
+                collect_info(reply, &address, found);
+            }
+        }
+        Value::BulkString(bytes) => found.push(Eviction {
+            node: node.to_owned(),
+            risk: Ok(eviction_risk(&String::from_utf8_lossy(&bytes))),
+        }),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => found.push(Eviction {
+            node: node.to_owned(),
+            risk: Ok(eviction_risk(&text)),
+        }),
+        Value::ServerError(e) => found.push(Eviction {
+            node: node.to_owned(),
+            risk: Err(e.to_string()),
+        }),
+        _ => found.push(Eviction {
+            node: node.to_owned(),
+            risk: Err("unexpected reply to INFO memory".to_owned()),
+        }),
+    }
+}
+
+/// The policy under which lock keys may be evicted, from an `INFO memory` text; `None` when
+/// they cannot be (`noeviction`, or `maxmemory` 0: no limit).
+pub(crate) fn eviction_risk(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let limited = field("maxmemory").is_some_and(|max| max != "0");
+    match field("maxmemory_policy") {
+        Some(policy) if limited && policy != "noeviction" => Some(policy.to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_risk_needs_a_limit_and_an_evicting_policy() {
+        let info = |max: &str, policy: &str| {
+            format!(
+                "# Memory\r\nmaxmemory:{max}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{policy}\r\n"
+            )
+        };
+        assert_eq!(eviction_risk(&info("0", "allkeys-lru")), None);
+        assert_eq!(eviction_risk(&info("104857600", "noeviction")), None);
+        assert_eq!(
+            eviction_risk(&info("104857600", "volatile-ttl")),
+            Some("volatile-ttl".to_owned())
+        );
+        assert_eq!(eviction_risk("garbage"), None);
+    }
+
+    #[test]
+    fn wait_timeouts_fit_the_request_and_are_never_zero() {
+        let replicas = Replicas {
+            wanted: 1,
+            timeout: Duration::from_millis(100),
+        };
+        assert_eq!(replicas.wait_ms(Duration::from_secs(10)), 100);
+        assert_eq!(replicas.wait_ms(Duration::from_millis(50)), 25);
+        assert_eq!(replicas.wait_ms(Duration::from_millis(1)), 1);
+        assert_eq!(replicas.wait_ms(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn a_script_call_becomes_an_eval_with_the_same_arguments() {
+        let mut call = evalsha(Lua::Release, &["p:{n}"]);
+        call.arg("token");
+        let eval = to_eval(&call).unwrap();
+        let args: Vec<Vec<u8>> = eval
+            .args_iter()
+            .filter_map(|arg| match arg {
+                Arg::Simple(bytes) => Some(bytes.to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(args[0], b"EVAL");
+        assert_eq!(args[1], SOURCES[Lua::Release as usize].as_bytes());
+        assert_eq!(
+            args[2..],
+            [b"1".to_vec(), b"p:{n}".to_vec(), b"token".to_vec()]
+        );
+        assert_eq!(first_key(&call), Some(b"p:{n}".to_vec()));
+        assert!(to_eval(&redis::cmd("GET")).is_none());
     }
 }

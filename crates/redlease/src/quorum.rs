@@ -152,7 +152,10 @@ impl Nodes {
         if self.nodes.len() == 1
             && let Some(error) = errors.pop()
         {
-            return Error::Backend(error);
+            return match error.replicas() {
+                Some((acked, wanted)) => Error::NotReplicated { acked, wanted },
+                None => Error::Backend(error),
+            };
         }
         Error::NoQuorum {
             needed: self.quorum(),
@@ -219,6 +222,14 @@ impl Nodes {
                         (None, Some(b)) => Some(b),
                     });
                 }
+                Ok(Acquired::Unreplicated { acked, wanted }) => {
+                    errors.push(BackendError::not_replicated(
+                        self.nodes[index].label(),
+                        "acquiring a lease",
+                        acked,
+                        wanted,
+                    ));
+                }
                 Err(Error::Backend(e)) => errors.push(e),
                 Err(e) => fatal = Some(e),
             }
@@ -230,9 +241,13 @@ impl Nodes {
         let granted_on = granted.iter().map(|&(index, _)| index).collect();
         let error = match fatal {
             Some(fatal) => fatal,
-            None if held > n - quorum => Error::Contended {
-                remaining_ttl: longest_hold.flatten(),
-            },
+            // Contention: other owners hold enough nodes that no majority was possible, or a
+            // majority of nodes answered and their votes split. Too few answers is not.
+            None if held > 0 && (held > n - quorum || granted.len() + held >= quorum) => {
+                Error::Contended {
+                    remaining_ttl: longest_hold.flatten(),
+                }
+            }
             None => self.unreachable(granted.len(), errors),
         };
         Ok(Round::Failed {
@@ -389,6 +404,20 @@ impl Nodes {
         } else {
             Err(self.unreachable(answers.len(), errors))
         }
+    }
+
+    /// Sends `request` to every node and returns each node's label and answer.
+    pub(crate) async fn each<T, F, Fut>(&self, request: F) -> Vec<(String, Result<T, Error>)>
+    where
+        F: Fn(Arc<Node>) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let requests = self.nodes.iter().map(|node| {
+            let label = node.label().to_owned();
+            let reply = request(node.clone());
+            async move { (label, reply.await) }
+        });
+        futures_util::future::join_all(requests).await
     }
 
     /// Takes a fair waiter out of every node's queue (fair mode has one node).

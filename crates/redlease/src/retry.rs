@@ -15,8 +15,9 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// An attempt is retried when the lock is held by someone else, or when Redis did not answer
 /// (timeout, broken connection) — a lost reply may have granted us the lock, and the retry,
-/// which reuses the same token, finds out. Configuration errors, wrong-type keys and other
-/// server errors end the loop at once.
+/// which reuses the same token, finds out. Configuration errors, wrong-type keys, and server
+/// errors that retrying cannot fix (a denied permission, `NOPERM`; rejected credentials) end
+/// the loop at once.
 ///
 /// The delays are the *longest* waits between attempts: a waiter subscribes to the lock's
 /// release channel and retries as soon as the holder releases, so with a live subscription a

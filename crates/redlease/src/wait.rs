@@ -14,6 +14,28 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::sentinel::SentinelConnection;
+
+/// Where a subscriber connection can be opened.
+#[derive(Clone)]
+pub(crate) enum Subscribable {
+    /// A server at a fixed address (a single node, a Redlock node, or a Cluster node: a
+    /// `PUBLISH` reaches every node of a Cluster).
+    Server(Box<redis::Client>),
+    /// The current primary of a Sentinel service, looked up when the subscriber connects.
+    Sentinel(SentinelConnection),
+}
+
+impl Subscribable {
+    async fn pubsub(&self) -> Option<redis::aio::PubSub> {
+        let client = match self {
+            Self::Server(client) => (**client).clone(),
+            Self::Sentinel(sentinel) => sentinel.primary_client().await.ok()?,
+        };
+        client.get_async_pubsub().await.ok()
+    }
+}
+
 /// What the waiters of one channel see: how many messages arrived, and the last payload.
 pub(crate) type Wakeup = (u64, Arc<str>);
 
@@ -21,7 +43,7 @@ pub(crate) type Wakeup = (u64, Arc<str>);
 pub(crate) struct Waiters {
     /// Where a subscriber connection can be opened: the nodes' addresses, in order. Empty
     /// when every node is a caller-supplied connection: waiting then polls.
-    servers: Vec<redis::Client>,
+    servers: Vec<Subscribable>,
     connect_timeout: Duration,
     control: Mutex<Option<mpsc::UnboundedSender<Command>>>,
 }
@@ -73,7 +95,7 @@ impl Drop for Watch {
 }
 
 impl Waiters {
-    pub(crate) fn new(servers: Vec<redis::Client>, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(servers: Vec<Subscribable>, connect_timeout: Duration) -> Self {
         Self {
             servers,
             connect_timeout,
@@ -135,15 +157,13 @@ struct Channel {
 /// and dispatches messages until the connection breaks or the client is dropped. Ending drops
 /// every channel's sender, which wakes all waiters with "subscriber gone".
 async fn subscriber(
-    servers: Vec<redis::Client>,
+    servers: Vec<Subscribable>,
     connect_timeout: Duration,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut connection = None;
     for server in &servers {
-        if let Ok(Ok(pubsub)) =
-            tokio::time::timeout(connect_timeout, server.get_async_pubsub()).await
-        {
+        if let Ok(Some(pubsub)) = tokio::time::timeout(connect_timeout, server.pubsub()).await {
             connection = Some(pubsub.split());
             break;
         }

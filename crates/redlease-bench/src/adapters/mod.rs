@@ -2,7 +2,8 @@
 //! suite measures.
 //!
 //! To measure another configuration of an existing library (redlease with another retry
-//! policy, a "fair" mode, 3 or 5 nodes), add one entry to [`variants`]. A new library needs one
+//! policy or fair mode), add one entry to [`variants`]; S4 runs the variants marked
+//! `multinode` on 3 and 5 nodes. A new library needs one
 //! module implementing [`Adapter`], one arm in [`Lib`] and one in [`Lib::visit`].
 
 use std::future::Future;
@@ -98,17 +99,27 @@ pub(crate) struct Runs {
     pub(crate) uncontended: bool,
     /// S3.
     pub(crate) contended: bool,
+    /// S4: S1 and S2 on several nodes. Off for `raw`, which talks to one node only.
+    pub(crate) multinode: bool,
 }
 
-/// Both kinds of scenario.
+/// Every scenario.
 const ALL: Runs = Runs {
     uncontended: true,
     contended: true,
+    multinode: true,
+};
+/// Single-node scenarios only.
+const SINGLE_NODE: Runs = Runs {
+    uncontended: true,
+    contended: true,
+    multinode: false,
 };
 /// Only the contention scenario.
 const CONTENDED: Runs = Runs {
     uncontended: false,
     contended: true,
+    multinode: false,
 };
 
 /// One row of the report: a library, its settings, and how many nodes it runs on.
@@ -126,14 +137,38 @@ pub(crate) struct Variant {
     pub(crate) lib: Lib,
 }
 
+impl Variant {
+    /// The same variant on `nodes` servers.
+    pub(crate) fn on_nodes(&self, nodes: usize) -> Self {
+        Self {
+            nodes,
+            ..self.clone()
+        }
+    }
+}
+
 /// How long a waiter with an otherwise unbounded retry policy keeps trying: far longer than
 /// any wait a run produces, but finite.
-const LONG_WAIT: Duration = Duration::from_secs(60);
+const LONG_WAIT: Duration = Duration::from_mins(1);
+
+/// The longest wait between attempts of the notification-driven variants: they retry when a
+/// release is published, and poll only this rarely.
+const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// The name of the variant all others are compared with.
 pub(crate) const BASELINE: &str = "rslock-default";
+/// The other polling peer at its defaults.
+pub(crate) const REDLOCK_DEFAULT: &str = "redlock-default";
+/// The peers at their defaults: the polling locks redlease's waiting is compared with.
+pub(crate) const PEER_DEFAULTS: [&str; 2] = [BASELINE, REDLOCK_DEFAULT];
 /// The name of the raw round-trip limit.
 pub(crate) const RAW: &str = "raw";
+/// redlease as the S1/S2/S4 rows measure it.
+pub(crate) const REDLEASE: &str = "redlease";
+/// redlease waiting on release notifications only (polling once a second as a fallback).
+pub(crate) const REDLEASE_NOTIFY: &str = "redlease-notify";
+/// redlease in fair (FIFO) mode, with the same fallback.
+pub(crate) const REDLEASE_FAIR: &str = "redlease-fair";
 
 /// Every variant the suite knows, in report order, on `nodes` servers each.
 pub(crate) fn variants(nodes: usize) -> Vec<Variant> {
@@ -143,25 +178,48 @@ pub(crate) fn variants(nodes: usize) -> Vec<Variant> {
             name: RAW,
             retry: "SET NX again at once (busy poll)",
             nodes,
-            runs: ALL,
+            runs: SINGLE_NODE,
             lib: Lib::Raw(RawConfig),
         },
         Variant {
-            name: "redlease",
-            retry: "exponential 1–20 ms, jitter (60 s timeout)",
+            name: REDLEASE,
+            retry: "release notification; else exponential 1–20 ms, jitter (60 s timeout)",
             nodes,
             runs: ALL,
             lib: Lib::Redlease(RedleaseConfig {
                 retry: ::redlease::Retry::exponential(ms(1), ms(20)).timeout(LONG_WAIT),
+                fair: false,
             }),
         },
         Variant {
             name: "redlease-default",
-            retry: "default: exponential 10–200 ms, jitter (10 s timeout)",
+            retry: "release notification; else default exponential 10–200 ms, jitter (10 s \
+                    timeout)",
             nodes,
             runs: CONTENDED,
             lib: Lib::Redlease(RedleaseConfig {
                 retry: ::redlease::Retry::default(),
+                fair: false,
+            }),
+        },
+        Variant {
+            name: REDLEASE_NOTIFY,
+            retry: "release notification; else poll every 1 s (60 s timeout)",
+            nodes,
+            runs: CONTENDED,
+            lib: Lib::Redlease(RedleaseConfig {
+                retry: ::redlease::Retry::fixed(FALLBACK_POLL).timeout(LONG_WAIT),
+                fair: false,
+            }),
+        },
+        Variant {
+            name: REDLEASE_FAIR,
+            retry: "fair (FIFO queue); release notification; else poll every 1 s (60 s timeout)",
+            nodes,
+            runs: CONTENDED,
+            lib: Lib::Redlease(RedleaseConfig {
+                retry: ::redlease::Retry::fixed(FALLBACK_POLL).timeout(LONG_WAIT),
+                fair: true,
             }),
         },
         Variant {
@@ -179,7 +237,7 @@ pub(crate) fn variants(nodes: usize) -> Vec<Variant> {
             lib: Lib::Rslock(RslockConfig::TUNED),
         },
         Variant {
-            name: "redlock-default",
+            name: REDLOCK_DEFAULT,
             retry: "default: 3 tries, 0–199 ms pauses",
             nodes,
             runs: ALL,
@@ -206,9 +264,26 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), all.len());
-        for reference in [RAW, BASELINE] {
+        for reference in [RAW, BASELINE, REDLOCK_DEFAULT, REDLEASE] {
             let v = all.iter().find(|v| v.name == reference).expect("present");
             assert!(v.runs.uncontended && v.runs.contended, "{reference}");
         }
+        for contender in [REDLEASE_NOTIFY, REDLEASE_FAIR] {
+            let v = all.iter().find(|v| v.name == contender).expect("present");
+            assert!(v.runs.contended && !v.runs.multinode, "{contender}");
+        }
+    }
+
+    #[test]
+    fn several_nodes_only_for_libraries_that_use_them() {
+        for v in variants(1).iter().filter(|v| v.runs.multinode) {
+            assert!(!matches!(v.lib, Lib::Raw(_)), "{}", v.name);
+            assert!(v.runs.uncontended, "{}", v.name);
+            if let Lib::Redlease(c) = &v.lib {
+                assert!(!c.fair, "fair mode needs one node: {}", v.name);
+            }
+        }
+        let v = variants(1).remove(1).on_nodes(5);
+        assert_eq!((v.name, v.nodes), (REDLEASE, 5));
     }
 }

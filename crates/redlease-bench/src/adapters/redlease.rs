@@ -1,14 +1,17 @@
 //! redlease, this workspace's library, through its public API only.
 
-use ::redlease::{Client, Error, Guard, LockOptions, ReleaseOutcome, Retry};
+use ::redlease::{Client, ClientBuilder, Error, Guard, LockOptions, ReleaseOutcome, Retry};
 
 use super::{Adapter, Failure, TTL};
 
 /// How redlease is set up for a variant.
 #[derive(Debug, Clone)]
 pub(crate) struct RedleaseConfig {
-    /// The retry policy `acquire` is called with.
+    /// The retry policy `acquire` is called with (with pub/sub wake-ups, its delays are only
+    /// the longest wait between attempts).
     pub(crate) retry: Retry,
+    /// First come, first served (`LockOptions::fair`; single node only).
+    pub(crate) fair: bool,
 }
 
 /// A redlease client and the options every acquire uses.
@@ -23,16 +26,16 @@ impl Adapter for Redlease {
     const BLOCKING: bool = false;
 
     async fn connect(config: &RedleaseConfig, urls: &[String]) -> Result<Self, String> {
-        let [url] = urls else {
-            return Err(format!(
-                "the redlease adapter takes one node, not {}",
-                urls.len()
-            ));
-        };
-        let client = Client::connect(url).await.map_err(|e| e.to_string())?;
+        if urls.is_empty() {
+            return Err("no server".to_owned());
+        }
+        let builder = urls.iter().fold(Client::builder(), ClientBuilder::url);
+        let client = builder.build().await.map_err(|e| e.to_string())?;
         Ok(Self {
             client,
-            options: LockOptions::new(TTL).retry(config.retry.clone()),
+            options: LockOptions::new(TTL)
+                .retry(config.retry.clone())
+                .fair(config.fair),
         })
     }
 

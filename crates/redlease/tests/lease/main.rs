@@ -6,16 +6,21 @@
     reason = "test helpers fail the test on error"
 )]
 
+mod acl;
 mod admin;
 mod bad_input;
 mod cancellation;
+mod cluster;
 mod contention;
+mod eviction;
 mod fencing;
 mod lifecycle;
 mod lost_reply;
 mod redlock;
 mod renewal;
 mod send_sync;
+mod sentinel;
+mod tls;
 mod waiting;
 mod wrong_type;
 

@@ -1,0 +1,553 @@
+//! `redlease demo`: worker processes take turns on one lock through `redlease run`, each
+//! command writing to a fenced resource, while the demo kills a Redis node and pauses holders
+//! past their TTL. It ends by itself with a report and exits 0 only if mutual exclusion held.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use redlease_testkit::RedisServer;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::Command;
+
+use crate::connect::ServerArgs;
+use crate::duration::{human, percentile};
+use crate::{EXIT_LEASE_LOST, EXIT_NOT_ACQUIRED, EXIT_UNAVAILABLE, Failure, duration_arg};
+
+/// The lock the demo's workers share.
+const LOCK: &str = "demo:report";
+/// The workers' lease TTL: short, so that pauses outlast it quickly.
+const TTL: &str = "1s";
+const TTL_DURATION: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// How long the demo runs.
+    #[arg(long, value_name = "DUR", value_parser = duration_arg, default_value = "50s")]
+    duration: Duration,
+    /// How many worker processes contend for the lock.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=32))]
+    workers: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StepArgs {
+    /// Where the demo's resource listens.
+    #[arg(long)]
+    resource: String,
+    /// Which worker runs this step.
+    #[arg(long)]
+    worker: u16,
+    /// How long the work takes.
+    #[arg(long)]
+    work_ms: u64,
+}
+
+/// The fenced resource: it accepts a write only with the largest fencing token it has seen,
+/// and notices critical sections that overlap.
+#[derive(Default)]
+struct Resource {
+    /// The largest fence seen in any request.
+    highest_fence: u64,
+    accepted: u64,
+    rejected: u64,
+    /// Open critical sections: connection id → (worker, fence, command pid, `redlease run` pid).
+    open: HashMap<u64, Section>,
+    /// Sections that overlapped another, by what was going on then.
+    overlaps: HashMap<String, u64>,
+    /// Overlaps while no fault was active: the lock failed.
+    violations: u64,
+    /// What is being done to the system right now (for attributing overlaps).
+    fault: Option<String>,
+    sections: u64,
+    last_end: Option<Instant>,
+    gaps: Vec<Duration>,
+    holder: Option<(u16, u64)>,
+}
+
+#[derive(Clone, Copy)]
+struct Section {
+    worker: u16,
+    fence: u64,
+    pid: i32,
+    run_pid: i32,
+}
+
+type Shared = Arc<Mutex<Resource>>;
+
+fn lock(resource: &Shared) -> std::sync::MutexGuard<'_, Resource> {
+    resource.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Resource {
+    fn begin(&mut self, connection: u64, section: Section) {
+        if !self.open.is_empty() {
+            let cause = self
+                .fault
+                .clone()
+                .unwrap_or_else(|| "no fault (a violation)".to_owned());
+            if self.fault.is_none() {
+                self.violations += 1;
+            }
+            *self.overlaps.entry(cause).or_default() += 1;
+        } else if let Some(end) = self.last_end {
+            self.gaps.push(end.elapsed());
+        }
+        self.highest_fence = self.highest_fence.max(section.fence);
+        self.open.insert(connection, section);
+        self.sections += 1;
+        self.holder = Some((section.worker, section.fence));
+    }
+
+    fn write(&mut self, fence: u64) -> bool {
+        let accepted = fence >= self.highest_fence;
+        self.highest_fence = self.highest_fence.max(fence);
+        if accepted {
+            self.accepted += 1;
+        } else {
+            self.rejected += 1;
+        }
+        accepted
+    }
+
+    fn end(&mut self, connection: u64) {
+        if self.open.remove(&connection).is_some() && self.open.is_empty() {
+            self.last_end = Some(Instant::now());
+        }
+    }
+}
+
+pub(crate) async fn demo(
+    servers: &ServerArgs,
+    args: DemoArgs,
+    quiet: bool,
+) -> Result<ExitCode, Failure> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::internal(format!("cannot find the redlease binary: {e}")))?;
+    // Our own Redis servers unless told otherwise: three nodes, so a Redlock quorum survives
+    // one being killed.
+    let mut local: Vec<RedisServer> = Vec::new();
+    let urls = if servers.redis.is_empty() {
+        local = redlease_testkit::start_nodes(3).map_err(|e| Failure {
+            code: EXIT_UNAVAILABLE,
+            message: format!("cannot start local Redis servers: {e}"),
+        })?;
+        local.iter().map(RedisServer::url).collect()
+    } else {
+        servers.urls()?
+    };
+    let say = |line: String| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "redlease demo: {} worker processes take turns on {LOCK:?} through `redlease run` (TTL {TTL}), {} Redis node(s){}",
+        args.workers,
+        urls.len(),
+        if local.is_empty() {
+            ""
+        } else {
+            " started locally"
+        }
+    ));
+
+    let resource: Shared = Arc::default();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Failure::internal(format!("cannot listen: {e}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::internal(e.to_string()))?
+        .to_string();
+    tokio::spawn(serve(listener, resource.clone()));
+
+    let started = Instant::now();
+    let stop_at = started + args.duration;
+    let crew = Arc::new(Crew {
+        exe,
+        urls: urls.clone(),
+        prefix: servers.prefix.clone(),
+        resource: address,
+        stop_at,
+        exits: Arc::default(),
+        quiet,
+    });
+    let workers: Vec<_> = (1..=args.workers)
+        .map(|worker| tokio::spawn(work(crew.clone(), worker)))
+        .collect();
+
+    let mut faults = schedule(&args, !local.is_empty());
+    let mut next_view = started;
+    let mut fault_log = Vec::new();
+    while Instant::now() < stop_at {
+        let elapsed = started.elapsed();
+        while faults.first().is_some_and(|(at, _)| *at <= elapsed) {
+            let (_, fault) = faults.remove(0);
+            let note = inject(fault, &mut local, &resource).await;
+            say(format!("[{:>4}] fault: {note}", human(elapsed)));
+            fault_log.push(note);
+        }
+        if Instant::now() >= next_view {
+            next_view += Duration::from_secs(1);
+            let view = lock(&resource);
+            say(format!(
+                "[{:>4}] holder {:<10} sections {:>4}  writes accepted {:>4} rejected {}  overlaps {}",
+                human(started.elapsed()),
+                view.holder
+                    .map_or_else(|| "-".to_owned(), |(w, f)| format!("w{w} f{f}")),
+                view.sections,
+                view.accepted,
+                view.rejected,
+                view.overlaps.values().sum::<u64>()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let exits = crew
+        .exits
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let view = lock(&resource);
+    let report = report(&view, &exits, &fault_log, started.elapsed(), urls.len());
+    println!("{report}");
+    drop(local);
+    let ok = view.violations == 0 && view.sections > 0;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    KillNode,
+    RestartNode,
+    PauseHolder,
+}
+
+/// When to hurt what, as fractions of the run: kill a node at 20%, bring it back at 40%,
+/// pause the holder at 50% and 75%.
+fn schedule(args: &DemoArgs, own_servers: bool) -> Vec<(Duration, Fault)> {
+    let at = |share: f64| args.duration.mul_f64(share);
+    let mut plan = vec![
+        (at(0.5), Fault::PauseHolder),
+        (at(0.75), Fault::PauseHolder),
+    ];
+    if own_servers {
+        plan.extend([(at(0.2), Fault::KillNode), (at(0.4), Fault::RestartNode)]);
+    }
+    plan.sort_by_key(|(at, _)| *at);
+    plan
+}
+
+/// Injects one fault; returns a description of it.
+async fn inject(fault: Fault, local: &mut [RedisServer], resource: &Shared) -> String {
+    match fault {
+        Fault::KillNode => {
+            if let Some(node) = local.last_mut() {
+                node.kill();
+            }
+            "killed Redis node 3 (two of three remain: a majority)".to_owned()
+        }
+        Fault::RestartNode => match local.last_mut().map(RedisServer::restart) {
+            Some(Ok(())) => "restarted Redis node 3 (empty: no persistence)".to_owned(),
+            Some(Err(e)) => format!("could not restart Redis node 3: {e}"),
+            None => "no node to restart".to_owned(),
+        },
+        Fault::PauseHolder => {
+            // Catch a holder inside its critical section (between commands nobody is).
+            let mut section = None;
+            for _ in 0..50 {
+                section = lock(resource).open.values().next().copied();
+                if section.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let Some(section) = section else {
+                return "wanted to pause the holder, but nobody held the lock for a second"
+                    .to_owned();
+            };
+            let pause = TTL_DURATION * 5 / 2;
+            let what = format!(
+                "paused worker {}'s `redlease run` and its command (fence {}) for {} — longer than the {TTL} lease",
+                section.worker,
+                section.fence,
+                human(pause)
+            );
+            lock(resource).fault = Some(format!(
+                "holder paused past its TTL (fence {})",
+                section.fence
+            ));
+            let (run, command) = (Pid::from_raw(section.run_pid), Pid::from_raw(section.pid));
+            for pid in [run, command] {
+                let _ = kill(pid, Signal::SIGSTOP);
+            }
+            let resource = resource.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(pause).await;
+                // The command wakes first and writes before its `redlease run` notices the lost
+                // lease: the write fencing must refuse.
+                let _ = kill(command, Signal::SIGCONT);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = kill(run, Signal::SIGCONT);
+                tokio::time::sleep(TTL_DURATION).await;
+                lock(&resource).fault = None;
+            });
+            what
+        }
+    }
+}
+
+/// What every worker needs to know.
+struct Crew {
+    exe: PathBuf,
+    urls: Vec<String>,
+    prefix: String,
+    resource: String,
+    stop_at: Instant,
+    exits: Arc<Mutex<HashMap<u8, u64>>>,
+    quiet: bool,
+}
+
+/// One worker: runs the critical section under `redlease run` again and again until the end.
+async fn work(crew: Arc<Crew>, worker: u16) {
+    let mut rng = fastrand::Rng::with_seed(u64::from(worker));
+    while Instant::now() < crew.stop_at {
+        let mut command = Command::new(&crew.exe);
+        for url in &crew.urls {
+            command.arg("--redis").arg(url);
+        }
+        command
+            .args([
+                "--prefix",
+                &crew.prefix,
+                "--quiet",
+                "run",
+                "--ttl",
+                TTL,
+                "--kill-grace",
+                "300ms",
+                "--wait",
+                "5s",
+            ])
+            .args(["--label", &format!("worker-{worker}"), LOCK, "--"])
+            .arg(&crew.exe)
+            .args([
+                "demo-step",
+                "--resource",
+                &crew.resource,
+                "--worker",
+                &worker.to_string(),
+            ])
+            .args(["--work-ms", &rng.u64(20..120).to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if crew.quiet {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .env_remove("REDLEASE_REDIS");
+        let code = match command.spawn() {
+            Ok(mut child) => {
+                if let Some(stderr) = child.stderr.take() {
+                    tokio::spawn(relay(stderr, worker));
+                }
+                match child.wait().await {
+                    Ok(status) => status
+                        .code()
+                        .and_then(|c| u8::try_from(c).ok())
+                        .unwrap_or(u8::MAX),
+                    Err(_) => u8::MAX,
+                }
+            }
+            Err(_) => u8::MAX,
+        };
+        *crew
+            .exits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(code)
+            .or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..30))).await;
+    }
+}
+
+/// Shows what a worker's `redlease run` says on stderr, marked with the worker.
+async fn relay(stderr: tokio::process::ChildStderr, worker: u16) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        println!("         worker {worker}: {line}");
+    }
+}
+
+/// Accepts the critical sections' connections.
+async fn serve(listener: TcpListener, resource: Shared) {
+    let mut next_id = 0u64;
+    while let Ok((stream, _)) = listener.accept().await {
+        next_id += 1;
+        tokio::spawn(session(stream, next_id, resource.clone()));
+    }
+}
+
+/// One critical section: `BEGIN worker fence pid run_pid`, `WRITE fence`, `END`. A
+/// connection that closes (its command was killed) ends the section too.
+async fn session(stream: TcpStream, id: u64, resource: Shared) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let number = |i: usize| {
+            words
+                .get(i)
+                .and_then(|w| w.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let reply = match words.first().copied() {
+            Some("BEGIN") => {
+                let section = Section {
+                    worker: u16::try_from(number(1)).unwrap_or(0),
+                    fence: number(2),
+                    pid: i32::try_from(number(3)).unwrap_or(0),
+                    run_pid: i32::try_from(number(4)).unwrap_or(0),
+                };
+                lock(&resource).begin(id, section);
+                "OK"
+            }
+            Some("WRITE") if lock(&resource).write(number(1)) => "ACCEPTED",
+            Some("WRITE") => "REJECTED",
+            Some("END") => {
+                lock(&resource).end(id);
+                "OK"
+            }
+            _ => "ERR",
+        };
+        if write
+            .write_all(format!("{reply}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    lock(&resource).end(id);
+}
+
+/// `redlease demo-step`: the command each worker runs under the lease.
+pub(crate) async fn step(args: StepArgs) -> Result<ExitCode, Failure> {
+    let fence: u64 = std::env::var("REDLEASE_FENCE")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| {
+            Failure::usage("demo-step runs under `redlease run`, which sets REDLEASE_FENCE")
+        })?;
+    let stream = TcpStream::connect(&args.resource)
+        .await
+        .map_err(|e| Failure::internal(format!("cannot reach the demo resource: {e}")))?;
+    let (read, mut write) = stream.into_split();
+    let mut replies = BufReader::new(read).lines();
+    let mut say = async |line: String| -> Result<String, Failure> {
+        write
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .map_err(|e| Failure::internal(e.to_string()))?;
+        Ok(replies.next_line().await.ok().flatten().unwrap_or_default())
+    };
+    let pid = std::process::id();
+    let run_pid = nix::unistd::getppid();
+    say(format!("BEGIN {} {fence} {pid} {run_pid}", args.worker)).await?;
+    tokio::time::sleep(Duration::from_millis(args.work_ms)).await;
+    let verdict = say(format!("WRITE {fence}")).await?;
+    say("END".to_owned()).await?;
+    Ok(if verdict == "ACCEPTED" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn report(
+    view: &Resource,
+    exits: &HashMap<u8, u64>,
+    faults: &[String],
+    elapsed: Duration,
+    nodes: usize,
+) -> String {
+    let mut gaps = view.gaps.clone();
+    gaps.sort();
+    let count = |code: u8| exits.get(&code).copied().unwrap_or(0);
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(String::new());
+    line(format!(
+        "== redlease demo report ({} over {nodes} Redis node(s)) ==",
+        human(elapsed)
+    ));
+    line(format!(
+        "commands run under the lease     {}",
+        view.sections
+    ));
+    line(format!(
+        "handoff gap (end → next start)   p50 {} / p99 {} / max {}  (includes starting a process)",
+        human(percentile(&gaps, 0.5)),
+        human(percentile(&gaps, 0.99)),
+        human(gaps.last().copied().unwrap_or_default())
+    ));
+    line(format!(
+        "leases lost, commands stopped    {} (exit {EXIT_LEASE_LOST})",
+        count(EXIT_LEASE_LOST)
+    ));
+    line(format!(
+        "not acquired within 5 s          {} (exit {EXIT_NOT_ACQUIRED})",
+        count(EXIT_NOT_ACQUIRED)
+    ));
+    line(format!(
+        "Redis unavailable                {} (exit {EXIT_UNAVAILABLE})",
+        count(EXIT_UNAVAILABLE)
+    ));
+    line(format!(
+        "writes accepted                  {}",
+        view.accepted
+    ));
+    line(format!(
+        "stale writes rejected by fencing {}",
+        view.rejected
+    ));
+    for (cause, n) in &view.overlaps {
+        line(format!(
+            "sections begun while another was open  {n} — {cause}"
+        ));
+    }
+    line(format!("faults injected                  {}", faults.len()));
+    for fault in faults {
+        line(format!("  - {fault}"));
+    }
+    let verdict = match (view.violations, view.overlaps.is_empty()) {
+        (0, true) => "",
+        (0, false) => {
+            " (overlaps only while a holder was paused past its TTL; fencing rejected its late writes)"
+        }
+        _ => " — THE LOCK FAILED",
+    };
+    line(format!(
+        "mutual-exclusion violations      {}{verdict}",
+        view.violations
+    ));
+    out
+}

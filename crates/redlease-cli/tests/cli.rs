@@ -1,0 +1,412 @@
+//! The real `redlease` binary against real redis-server processes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail the test on error"
+)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use redlease_testkit::{RedisServer, start_nodes};
+
+fn redlease(servers: &[&RedisServer]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redlease"));
+    command
+        .env_remove("REDLEASE_REDIS")
+        .env_remove("REDLEASE_PASSWORD")
+        .stdin(Stdio::null());
+    for server in servers {
+        command.arg("--redis").arg(server.url());
+    }
+    command
+}
+
+fn output(command: &mut Command) -> Output {
+    command.output().expect("run redlease")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn redis_get(server: &RedisServer, key: &str) -> Option<String> {
+    let mut conn = redlease::redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redlease::redis::cmd("GET")
+        .arg(key)
+        .query(&mut conn)
+        .unwrap()
+}
+
+#[test]
+fn eight_processes_times_five_runs_never_lose_an_increment() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter");
+    std::fs::write(&counter, "0").unwrap();
+    // Read, sleep, write: any overlap loses an increment.
+    let script = format!(
+        "n=$(cat {0}); sleep 0.02; echo $((n + 1)) > {0}",
+        counter.display()
+    );
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let url = server.url();
+            let script = script.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let status = Command::new(env!("CARGO_BIN_EXE_redlease"))
+                        .args([
+                            "--redis", &url, "run", "--wait", "60s", "counter", "-c", &script,
+                        ])
+                        .stdin(Stdio::null())
+                        .status()
+                        .unwrap();
+                    assert!(status.success(), "{status:?}");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "40");
+}
+
+#[test]
+fn the_commands_exit_status_passes_through_and_the_lease_is_released() {
+    let server = RedisServer::start().unwrap();
+    let out = output(redlease(&[&server]).args(["run", "job", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(
+        redis_get(&server, "redlease:{job}"),
+        None,
+        "released after the command"
+    );
+    let out = output(redlease(&[&server]).args(["run", "job", "-c", "kill -9 $$"]));
+    assert_eq!(out.status.code(), Some(128 + 9));
+}
+
+#[test]
+fn no_wait_on_a_held_lock_exits_75_without_running_the_command() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let mut holder = redlease(&[&server])
+        .args(["run", "busy", "--", "sleep", "5"])
+        .spawn()
+        .unwrap();
+    wait_until_held(&server, "busy");
+    let out = output(
+        redlease(&[&server])
+            .args(["run", "--no-wait", "busy", "--", "touch"])
+            .arg(&marker),
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(!marker.exists(), "the command must not run");
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let out = output(redlease(&[&server]).args([
+        "run",
+        "--no-wait",
+        "--conflict-exit-code",
+        "3",
+        "busy",
+        "--",
+        "true",
+    ]));
+    assert_eq!(out.status.code(), Some(3));
+    holder.kill().unwrap();
+    let _ = holder.wait();
+}
+
+fn wait_until_held(server: &RedisServer, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis_get(server, &format!("redlease:{{{name}}}")).is_none() {
+        assert!(Instant::now() < deadline, "{name} never got held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_fence_in_the_environment_strictly_increases() {
+    let server = RedisServer::start().unwrap();
+    let mut last = 0u64;
+    for _ in 0..5 {
+        let out = output(redlease(&[&server]).args([
+            "run",
+            "fenced",
+            "-c",
+            "echo $REDLEASE_FENCE $REDLEASE_NAME $REDLEASE_DEADLINE",
+        ]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let fence: u64 = words[0].parse().unwrap();
+        assert!(fence > last);
+        last = fence;
+        assert_eq!(words[1], "fenced");
+        let deadline: u128 = words[2].parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        assert!(
+            deadline > now && deadline < now + 20_000,
+            "deadline {deadline} vs now {now}"
+        );
+    }
+}
+
+#[test]
+fn a_lease_broken_by_force_release_stops_the_command() {
+    let server = RedisServer::start().unwrap();
+    let started = Instant::now();
+    let child = redlease(&[&server])
+        .args([
+            "run",
+            "--ttl",
+            "3s",
+            "--kill-grace",
+            "500ms",
+            "stuck",
+            "--",
+            "sleep",
+            "60",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_held(&server, "stuck");
+    let out = output(redlease(&[&server]).args(["release", "--force", "stuck"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("released") && said.contains("pid"), "{said}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(79), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lost"), "{}", stderr(&out));
+    // Noticed at the next renewal (every second) and stopped at once: well within TTL + grace.
+    assert!(
+        started.elapsed()
+            < Duration::from_secs(3) + Duration::from_millis(500) + Duration::from_secs(2)
+    );
+}
+
+#[test]
+fn a_key_expired_by_a_nemesis_stops_the_command() {
+    let server = RedisServer::start().unwrap();
+    let child = redlease(&[&server])
+        .args([
+            "run",
+            "--ttl",
+            "2s",
+            "--kill-grace",
+            "300ms",
+            "victim",
+            "-c",
+            "trap '' TERM; sleep 60",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_held(&server, "victim");
+    let mut conn = redlease::redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redlease::redis::cmd("PEXPIRE")
+        .arg("redlease:{victim}")
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(79), "{}", stderr(&out));
+    // Even a command that ignores SIGTERM is gone after the grace period.
+    assert!(
+        started.elapsed()
+            < Duration::from_secs(2) + Duration::from_millis(300) + Duration::from_secs(1)
+    );
+}
+
+#[test]
+fn sigterm_to_redlease_reaches_the_command_and_the_lease_is_released() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("got-term");
+    let script = format!(
+        "trap 'touch {}; exit 0' TERM; sleep 60 & wait",
+        marker.display()
+    );
+    let child = redlease(&[&server])
+        .args(["run", "signalled", "-c", &script])
+        .spawn()
+        .unwrap();
+    wait_until_held(&server, "signalled");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(marker.exists(), "the command got the signal");
+    assert_eq!(redis_get(&server, "redlease:{signalled}"), None);
+}
+
+#[test]
+fn two_of_five_nodes_down_still_runs_three_down_is_unavailable() {
+    let mut servers = start_nodes(5).unwrap();
+    servers[0].kill();
+    servers[1].kill();
+    let refs: Vec<&RedisServer> = servers.iter().collect();
+    let out = output(redlease(&refs).args(["run", "quorum", "--", "true"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    servers[2].kill();
+    let refs: Vec<&RedisServer> = servers.iter().collect();
+    let out =
+        output(redlease(&refs).args(["--connect-timeout", "500ms", "run", "quorum", "--", "true"]));
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn bad_input_gets_a_one_line_message_and_its_code() {
+    let server = RedisServer::start().unwrap();
+    let cases: [(&[&str], i32); 6] = [
+        (&["run", "name"], 64),
+        (&["run", "--ttl", "soon", "name", "--", "true"], 64),
+        (
+            &[
+                "run",
+                "--kill-grace",
+                "10s",
+                "--ttl",
+                "5s",
+                "name",
+                "--",
+                "true",
+            ],
+            64,
+        ),
+        (&["run", "", "--", "true"], 64),
+        (&["--redis", "http://nope", "run", "name", "--", "true"], 64),
+        (
+            &[
+                "--redis",
+                "redis://127.0.0.1:1",
+                "run",
+                "name",
+                "--",
+                "true",
+            ],
+            69,
+        ),
+    ];
+    for (args, code) in cases {
+        let out = output(redlease(&[&server]).args(args));
+        let message = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {message}");
+        assert!(!message.trim().is_empty(), "{args:?}");
+        if code != 64 || !message.contains("Usage") {
+            assert_eq!(message.trim().lines().count(), 1, "{args:?}: {message}");
+        }
+    }
+    let out = output(redlease(&[]).args([
+        "--redis",
+        "redis://:hunter2@127.0.0.1:notaport",
+        "status",
+        "x",
+    ]));
+    assert_eq!(out.status.code(), Some(64));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+}
+
+#[test]
+fn status_and_list_report_the_holder_in_text_and_json() {
+    let server = RedisServer::start().unwrap();
+    let mut holder = redlease(&[&server])
+        .args([
+            "run",
+            "--label",
+            "nightly",
+            "jobs:report",
+            "--",
+            "sleep",
+            "10",
+        ])
+        .spawn()
+        .unwrap();
+    wait_until_held(&server, "jobs:report");
+    let out = output(redlease(&[&server]).args(["status", "jobs:report"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("held by") && text.contains("nightly") && text.contains("fence 1"),
+        "{text}"
+    );
+    let out = output(redlease(&[&server]).args(["list", "jobs:*", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["name"], "jobs:report");
+    assert_eq!(json[0]["held"], true);
+    assert_eq!(json[0]["fence"], 1);
+    assert!(
+        json[0]["holder"]["label"]
+            .as_str()
+            .unwrap()
+            .ends_with("nightly")
+    );
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    let out = output(redlease(&[&server]).args(["status", "--json", "free-lock"]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["held"], false);
+}
+
+#[test]
+fn the_password_comes_from_the_environment_or_a_file_and_is_never_printed() {
+    let server = RedisServer::builder()
+        .password("s3cret-pw")
+        .start()
+        .unwrap();
+    let out = output(
+        redlease(&[&server])
+            .env("REDLEASE_PASSWORD", "s3cret-pw")
+            .args(["run", "authed", "--", "true"]),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "s3cret-pw\n").unwrap();
+    let out = output(
+        redlease(&[&server])
+            .arg("--password-file")
+            .arg(&file)
+            .args(["status", "authed"]),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = output(
+        redlease(&[&server])
+            .env("REDLEASE_PASSWORD", "wrong-pw")
+            .args(["status", "authed"]),
+    );
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("wrong-pw"));
+    let _ = Path::new("");
+}
+
+#[test]
+fn the_demo_runs_to_completion_and_finds_no_violation() {
+    let out = output(
+        Command::new(env!("CARGO_BIN_EXE_redlease"))
+            .env_remove("REDLEASE_REDIS")
+            .args(["demo", "--duration", "20s"]),
+    );
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{report}\n{}", stderr(&out));
+    assert!(
+        report.contains("mutual-exclusion violations      0"),
+        "{report}"
+    );
+}
