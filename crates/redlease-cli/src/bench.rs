@@ -23,7 +23,7 @@ pub(crate) async fn bench(servers: &ServerArgs, args: BenchArgs) -> Result<ExitC
     let name = format!("bench:{}", std::process::id());
     println!(
         "redlease bench against {} node(s), {} per measurement",
-        servers.urls()?.len(),
+        servers.node_count(),
         human(args.duration)
     );
 

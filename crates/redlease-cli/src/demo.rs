@@ -130,18 +130,7 @@ pub(crate) async fn demo(
 ) -> Result<ExitCode, Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::internal(format!("cannot find the redlease binary: {e}")))?;
-    // Our own Redis servers unless told otherwise: three nodes, so a Redlock quorum survives
-    // one being killed.
-    let mut local: Vec<RedisServer> = Vec::new();
-    let urls = if servers.redis.is_empty() {
-        local = redlease_testkit::start_nodes(3).map_err(|e| Failure {
-            code: EXIT_UNAVAILABLE,
-            message: format!("cannot start local Redis servers: {e}"),
-        })?;
-        local.iter().map(RedisServer::url).collect()
-    } else {
-        servers.urls()?
-    };
+    let (mut local, urls) = demo_servers(servers)?;
     let say = |line: String| {
         if !quiet {
             println!("{line}");
@@ -235,6 +224,25 @@ enum Fault {
     KillNode,
     RestartNode,
     PauseHolder,
+}
+
+/// Our own Redis servers unless told otherwise: three nodes, so a Redlock quorum survives one
+/// being killed. Returns the local servers (to keep alive and hurt) and the URLs to use.
+fn demo_servers(servers: &ServerArgs) -> Result<(Vec<RedisServer>, Vec<String>), Failure> {
+    if servers.given() && servers.redis.is_empty() {
+        return Err(Failure::usage(
+            "the demo runs on its own local servers or on --redis servers, not on a Cluster or Sentinel",
+        ));
+    }
+    if !servers.redis.is_empty() {
+        return Ok((Vec::new(), servers.urls()?));
+    }
+    let local = redlease_testkit::start_nodes(3).map_err(|e| Failure {
+        code: EXIT_UNAVAILABLE,
+        message: format!("cannot start local Redis servers: {e}"),
+    })?;
+    let urls = local.iter().map(RedisServer::url).collect();
+    Ok((local, urls))
 }
 
 /// When to hurt what, as fractions of the run: kill a node at 20%, bring it back at 40%,

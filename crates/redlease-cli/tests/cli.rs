@@ -410,3 +410,66 @@ fn the_demo_runs_to_completion_and_finds_no_violation() {
         "{report}"
     );
 }
+
+#[test]
+fn cluster_tls_and_eviction_flags_reach_the_library() {
+    // A Redis Cluster of three primaries.
+    let cluster = redlease_testkit::RedisCluster::start(3, 0).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redlease"));
+    command.env_remove("REDLEASE_REDIS").stdin(Stdio::null());
+    for url in cluster.urls() {
+        command.arg("--cluster").arg(url);
+    }
+    let out = output(command.args(["run", "on-a-cluster", "-c", "echo $REDLEASE_FENCE"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+
+    // TLS with our own CA: works with --tls-ca, fails clearly without it.
+    let certs = redlease_testkit::TlsCerts::generate().unwrap();
+    let server = RedisServer::builder().tls(&certs).start().unwrap();
+    let tls_url = server.tls_url().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &certs.ca_pem).unwrap();
+    let tls = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_redlease"));
+        command
+            .env_remove("REDLEASE_REDIS")
+            .stdin(Stdio::null())
+            .args(["--redis", &tls_url])
+            .args(extra);
+        command
+    };
+    let out = output(&mut tls(&[
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "run",
+        "secure",
+        "--",
+        "true",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = output(&mut tls(&["run", "secure", "--", "true"]));
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+
+    // A server that may evict keys: a warning by default, a refusal on request.
+    let evicting = RedisServer::builder()
+        .arg("--maxmemory")
+        .arg("100mb")
+        .arg("--maxmemory-policy")
+        .arg("allkeys-lru")
+        .start()
+        .unwrap();
+    let out = output(redlease(&[&evicting]).args(["run", "evictable", "--", "true"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("allkeys-lru"), "{}", stderr(&out));
+    let out = output(redlease(&[&evicting]).args([
+        "--eviction-check",
+        "refuse",
+        "run",
+        "evictable",
+        "--",
+        "true",
+    ]));
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+}

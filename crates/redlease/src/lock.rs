@@ -384,16 +384,27 @@ impl<'a> Acquisition<'a> {
         } else {
             Duration::ZERO
         };
+        let fair = self.queue_entry_ms.is_some();
+        let token = self.lease.token.as_str();
         let woken = async {
             let Some(watch) = self.wakeups.as_mut() else {
                 tokio::time::sleep(delay).await;
                 return true;
             };
-            tokio::select! {
-                () = tokio::time::sleep(delay) => true,
-                woken = watch.changed() => {
-                    tokio::time::sleep(spread).await;
-                    woken.is_some()
+            let timer = tokio::time::sleep(delay);
+            tokio::pin!(timer);
+            loop {
+                tokio::select! {
+                    () = &mut timer => return true,
+                    woken = watch.changed() => match woken {
+                        None => return false,
+                        // Fair mode: the release names the head of the queue; others keep waiting.
+                        Some(head) if fair && !head.is_empty() && *head != *token => {}
+                        Some(_) => {
+                            tokio::time::sleep(spread).await;
+                            return true;
+                        }
+                    },
                 }
             }
         };

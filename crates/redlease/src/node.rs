@@ -582,7 +582,7 @@ impl Node {
     /// Deletes the lock key if it still holds `token`.
     pub(crate) async fn release(&self, keys: &Keys, token: &Token) -> Result<Found, Error> {
         const CONTEXT: &str = "releasing a lease";
-        let mut cmd = evalsha(Lua::Release, &[&keys.lock]);
+        let mut cmd = evalsha(Lua::Release, &[&keys.lock, &keys.queue()]);
         cmd.arg(token.as_str());
         let [code, detail] = self.run(CONTEXT, self.command_timeout, cmd).await?;
         self.found(&code, &detail, CONTEXT, keys)

@@ -1,5 +1,5 @@
 -- Delete the lock key only if it still holds our token, and tell waiters the lock is free.
--- KEYS[1] lock key; ARGV[1] token
+-- KEYS[1] lock key, KEYS[2] fair-mode queue; ARGV[1] token
 -- Returns {1, 0} released | {0, 0} already gone | {-1, 0} another owner holds it
 --       | {-2, type} the key is not a string
 local value = redis.pcall('GET', KEYS[1])
@@ -10,6 +10,7 @@ elseif value then
   return {-1, 0}
 end
 -- Free on this node (released now, or expired): a hint for waiters, who retry to find out.
-redis.call('PUBLISH', KEYS[1] .. ':released', '')
+-- The message names the head of the fair queue, if any: only that waiter needs to retry.
+redis.call('PUBLISH', KEYS[1] .. ':released', redis.call('ZRANGE', KEYS[2], 0, 0)[1] or '')
 if value then return {1, 0} end
 return {0, 0}
