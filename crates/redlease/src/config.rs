@@ -536,8 +536,12 @@ fn open(
         .set_connection_timeout(Some(connect_timeout))
         .set_response_timeout(Some(command_timeout))
         .set_number_of_retries(1);
-    let manager =
-        ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(&malformed)?;
+    let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+        .map_err(&malformed)?;
+    let reopen = {
+        let client = client.clone();
+        move || ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).ok()
+    };
     let identity = Identity {
         label: label.clone(),
         db,
@@ -545,7 +549,7 @@ fn open(
         port,
     };
     Ok((
-        Node::new(manager, label, command_timeout, true),
+        Node::new(manager, label, command_timeout, true).with_reopen(reopen),
         identity,
         client,
     ))

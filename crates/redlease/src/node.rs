@@ -1,7 +1,8 @@
 //! One Redis server: a shared connection and the lease scripts sent over it.
 
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -40,13 +41,44 @@ enum Lua {
     ForceRelease = 6,
 }
 
-/// `EVALSHA <script> <number of keys> <keys…>`; the caller appends the arguments.
+/// `EVALSHA <script> <number of keys> <keys…> <nonce>`; the caller appends the arguments.
+///
+/// The nonce, unique to the request within this process, comes back as the last element of
+/// the script's reply: a reply that carries another request's nonce means the connection has
+/// lost track of which reply answers which request (a reply swallowed on a connection that
+/// stayed open), and must not be believed.
 fn evalsha(script: Lua, keys: &[&str]) -> Cmd {
+    static NONCES: AtomicU64 = AtomicU64::new(1);
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(SCRIPTS[script as usize].get_hash())
         .arg(keys.len())
-        .arg(keys);
+        .arg(keys)
+        .arg(NONCES.fetch_add(1, Ordering::Relaxed));
     cmd
+}
+
+/// The nonce of a script call made by [`evalsha`] (or its `EVAL` form).
+fn nonce_of(cmd: &Cmd) -> Option<Vec<u8>> {
+    let mut args = cmd.args_iter().skip(2);
+    let Some(Arg::Simple(keys)) = args.next() else {
+        return None;
+    };
+    let keys: usize = std::str::from_utf8(keys).ok()?.parse().ok()?;
+    match args.nth(keys) {
+        Some(Arg::Simple(nonce)) => Some(nonce.to_vec()),
+        _ => None,
+    }
+}
+
+/// Splits a script reply `[…, nonce]` into its items, checking the nonce against `cmd`'s.
+fn echoed(cmd: &Cmd, reply: Value) -> Result<Vec<Value>, Value> {
+    let Value::Array(mut items) = reply else {
+        return Err(reply);
+    };
+    match (items.pop(), nonce_of(cmd)) {
+        (Some(Value::BulkString(echo)), Some(nonce)) if echo == nonce => Ok(items),
+        (echo, _) => Err(echo.unwrap_or(Value::Nil)),
+    }
 }
 
 fn is_no_script(e: &redis::RedisError) -> bool {
@@ -181,7 +213,10 @@ pub(crate) async fn bounded<T>(
 
 /// A Redis server and how to talk to it.
 pub(crate) struct Node {
-    connection: Box<dyn SharedConnection>,
+    /// Replaced by a fresh one (see `reopen`) when it falls out of step.
+    connection: RwLock<Box<dyn SharedConnection>>,
+    /// Opens a new connection to the same server, for connections redlease opened itself.
+    reopen: Option<Reopen>,
     /// `host:port` (or a description of a caller-supplied connection); never credentials.
     label: String,
     command_timeout: Duration,
@@ -195,6 +230,9 @@ pub(crate) struct Node {
     /// `WAIT` after acquire and extend, if on.
     replicas: Option<Replicas>,
 }
+
+/// Opens a new connection to a node's server.
+type Reopen = Box<dyn Fn() -> Option<Box<dyn SharedConnection>> + Send + Sync>;
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,7 +256,8 @@ impl Node {
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
         Self {
-            connection: Box::new(connection),
+            connection: RwLock::new(Box::new(connection)),
+            reopen: None,
             label,
             command_timeout,
             times_out_itself,
@@ -245,8 +284,64 @@ impl Node {
         self
     }
 
+    /// Lets the node replace its connection with `reopen()` when the connection times out or
+    /// falls out of step.
+    pub(crate) fn with_reopen<C>(
+        mut self,
+        reopen: impl Fn() -> Option<C> + Send + Sync + 'static,
+    ) -> Self
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        self.reopen = Some(Box::new(move || {
+            reopen().map(|c| Box::new(c) as Box<dyn SharedConnection>)
+        }));
+        self
+    }
+
     fn conn(&self) -> AnyConnection {
-        AnyConnection(self.connection.clone_box())
+        let connection = self
+            .connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        AnyConnection(connection.clone_box())
+    }
+
+    /// After a timeout, the connection may still owe replies to abandoned requests: if one of
+    /// them never comes (swallowed by a middlebox), every later reply would answer an older
+    /// request. A fresh connection starts in step. Requests in flight keep the old one.
+    fn reconnect_after(&self, error: &Error) {
+        let stale = match error {
+            Error::Backend(e) => {
+                e.kind() == BackendErrorKind::Timeout || e.kind() == BackendErrorKind::Protocol
+            }
+            _ => false,
+        };
+        if let Some(fresh) = self
+            .reopen
+            .as_ref()
+            .filter(|_| stale)
+            .and_then(|reopen| reopen())
+        {
+            *self
+                .connection
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = fresh;
+        }
+    }
+
+    /// Replaces the connection after a reply that answered another request (see [`evalsha`]),
+    /// and returns the error for it.
+    fn out_of_step(&self) -> Error {
+        let error = BackendError::new(
+            BackendErrorKind::Protocol,
+            &self.label,
+            "matching replies to requests (a reply answered another request; the connection was replaced)",
+            None,
+        )
+        .into();
+        self.reconnect_after(&error);
+        error
     }
 
     pub(crate) fn label(&self) -> &str {
@@ -397,11 +492,12 @@ impl Node {
                     retried = true;
                     self.follow_redirect(&cmd, limit).await;
                 }
-                result => {
-                    let (reply, acked) = result?;
-                    let Value::Array(items) = reply else {
-                        return Err(self.protocol_error(context));
-                    };
+                Err(error) => {
+                    self.reconnect_after(&error);
+                    return Err(error);
+                }
+                Ok((reply, acked)) => {
+                    let items = echoed(&cmd, reply).map_err(|_| self.out_of_step())?;
                     let reply =
                         <[Value; 2]>::try_from(items).map_err(|_| self.protocol_error(context))?;
                     return Ok((reply, acked));
@@ -639,9 +735,10 @@ impl Node {
                 .arg(replicas.wait_ms(limit));
         }
         let mut conn = self.conn();
-        let mut replies: Vec<RedisResult<Value>> = self
+        let sent = self
             .bounded(CONTEXT, limit, pipe.query_async(&mut conn))
-            .await?;
+            .await;
+        let mut replies: Vec<RedisResult<Value>> = sent.inspect_err(|e| self.reconnect_after(e))?;
         if replies
             .iter()
             .any(|reply| reply.as_ref().is_err_and(is_no_script))
@@ -655,20 +752,27 @@ impl Node {
             Some(_) => Some(self.acked(replies.pop().unwrap_or(Ok(Value::Nil)), CONTEXT)?),
             None => None,
         };
-        Ok(replies
+        let mut in_step = true;
+        let outcomes = replies
             .into_iter()
+            .zip(pipe.cmd_iter())
             .zip(batch)
-            .map(|(reply, (lease, _))| {
+            .map(|((reply, cmd), (lease, _))| {
                 let reply = reply
                     .map_err(|e| Error::from(BackendError::from_redis(&self.label, CONTEXT, e)))?;
-                let Value::Array(items) = reply else {
+                let Ok(items) = echoed(cmd, reply) else {
+                    in_step = false;
                     return Err(self.protocol_error(CONTEXT));
                 };
                 let [code, detail] =
                     <[Value; 2]>::try_from(items).map_err(|_| self.protocol_error(CONTEXT))?;
                 self.extended(&code, &detail, acked, &lease.keys)
             })
-            .collect())
+            .collect();
+        if !in_step {
+            return Err(self.out_of_step());
+        }
+        Ok(outcomes)
     }
 
     /// Decodes an extend reply; an extension too few replicas acknowledged is an error.
@@ -737,7 +841,7 @@ impl Node {
             .cmd("PUBSUB")
             .arg("NUMSUB")
             .arg(keys.channel());
-        let mut conn = AnyConnection(self.connection.clone_box());
+        let mut conn = self.conn();
         let reply: RedisResult<InspectReply> = pipe.query_async(&mut conn).await;
         match reply {
             Ok((value, pttl_ms, fence, queued, (_, subscribers))) => Ok(NodeView {
@@ -804,30 +908,31 @@ impl Node {
     /// Returns the deleted value.
     pub(crate) async fn force_release(&self, keys: &Keys) -> Result<Option<String>, Error> {
         const CONTEXT: &str = "breaking a lock";
-        let cmd = evalsha(Lua::ForceRelease, &[&keys.lock]);
+        let mut cmd = evalsha(Lua::ForceRelease, &[&keys.lock]);
         let mut conn = self.conn();
+        let limit = self.command_timeout;
         let reply = match self
-            .bounded(
-                CONTEXT,
-                self.command_timeout,
-                cmd.query_async::<Value>(&mut conn),
-            )
+            .bounded(CONTEXT, limit, cmd.query_async::<Value>(&mut conn))
             .await
         {
             Err(Error::Backend(e)) if e.source_is(is_no_script) => {
-                let cmd = self.recover_script(cmd, self.command_timeout).await?;
-                self.bounded(CONTEXT, self.command_timeout, cmd.query_async(&mut conn))
-                    .await?
+                cmd = self.recover_script(cmd, limit).await?;
+                self.bounded(CONTEXT, limit, cmd.query_async(&mut conn))
+                    .await
             }
-            first => first?,
+            Err(Error::Backend(e)) if e.code() == Some("WRONGTYPE") => {
+                return Err(Error::WrongType {
+                    key: keys.lock.clone(),
+                    found: "a non-lock value (see TYPE)".to_owned(),
+                });
+            }
+            first => first,
         };
-        match reply {
-            Value::BulkString(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-            Value::Nil => Ok(None),
-            Value::ServerError(_) => Err(Error::WrongType {
-                key: keys.lock.clone(),
-                found: "a non-lock value (see TYPE)".to_owned(),
-            }),
+        let reply = reply.inspect_err(|e| self.reconnect_after(e))?;
+        let items = echoed(&cmd, reply).map_err(|_| self.out_of_step())?;
+        match items.as_slice() {
+            [Value::BulkString(bytes)] => Ok(Some(String::from_utf8_lossy(bytes).into_owned())),
+            [Value::Nil] => Ok(None),
             _ => Err(self.protocol_error(CONTEXT)),
         }
     }
@@ -1038,11 +1143,42 @@ mod tests {
             .collect();
         assert_eq!(args[0], b"EVAL");
         assert_eq!(args[1], SOURCES[Lua::Release as usize].as_bytes());
+        let nonce = nonce_of(&call).unwrap();
         assert_eq!(
             args[2..],
-            [b"1".to_vec(), b"p:{n}".to_vec(), b"token".to_vec()]
+            [
+                b"1".to_vec(),
+                b"p:{n}".to_vec(),
+                nonce.clone(),
+                b"token".to_vec()
+            ]
         );
+        assert_eq!(nonce_of(&eval), Some(nonce));
         assert_eq!(first_key(&call), Some(b"p:{n}".to_vec()));
         assert!(to_eval(&redis::cmd("GET")).is_none());
+    }
+
+    #[test]
+    fn replies_are_believed_only_with_their_own_nonce() {
+        let first = evalsha(Lua::Release, &["p:{n}"]);
+        let second = evalsha(Lua::Release, &["p:{n}"]);
+        assert_ne!(nonce_of(&first), nonce_of(&second));
+        let reply = |cmd: &Cmd| {
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Int(0),
+                Value::BulkString(nonce_of(cmd).unwrap()),
+            ])
+        };
+        assert_eq!(
+            echoed(&first, reply(&first)),
+            Ok(vec![Value::Int(1), Value::Int(0)])
+        );
+        assert!(
+            echoed(&second, reply(&first)).is_err(),
+            "another request's reply"
+        );
+        assert!(echoed(&first, Value::Int(1)).is_err());
+        assert!(echoed(&first, Value::Array(vec![])).is_err());
     }
 }

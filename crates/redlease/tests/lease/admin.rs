@@ -102,10 +102,10 @@ async fn force_release_breaks_the_lock_keeps_the_fence_and_the_holder_learns_it(
     let reason = tokio::time::timeout(Duration::from_secs(3), stuck.lost())
         .await
         .unwrap();
-    assert_eq!(
-        reason,
-        Lost::HeldByOther,
-        "its next renewal finds another owner"
+    // Its next renewal finds the key gone, or already taken by `next`.
+    assert!(
+        matches!(reason, Lost::Expired | Lost::HeldByOther),
+        "{reason:?}"
     );
     assert_eq!(client.force_release("never-held").await.unwrap(), None);
 }
