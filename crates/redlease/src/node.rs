@@ -57,6 +57,17 @@ fn evalsha(script: Lua, keys: &[&str]) -> Cmd {
     cmd
 }
 
+/// `SCAN cursor MATCH pattern COUNT 1000`.
+fn scan_cmd(cursor: u64, pattern: &str) -> Cmd {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000);
+    cmd
+}
+
 /// The nonce of a script call made by [`evalsha`] (or its `EVAL` form).
 fn nonce_of(cmd: &Cmd) -> Option<Vec<u8>> {
     let mut args = cmd.args_iter().skip(2);
@@ -947,12 +958,7 @@ impl Node {
         let mut cursor = 0u64;
         let mut keys = Vec::new();
         loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000);
+            let cmd = scan_cmd(cursor, pattern);
             let (next, batch): (u64, Vec<String>) = self
                 .bounded(CONTEXT, self.command_timeout, cmd.query_async(&mut conn))
                 .await?;
@@ -994,12 +1000,7 @@ impl Node {
             };
             let mut cursor = 0u64;
             loop {
-                let mut cmd = redis::cmd("SCAN");
-                cmd.arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000);
+                let cmd = scan_cmd(cursor, pattern);
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port,
