@@ -93,6 +93,7 @@ mod node;
 mod quorum;
 mod renew;
 mod retry;
+mod script;
 mod sentinel;
 mod tls;
 mod token;
