@@ -4,14 +4,7 @@ use std::time::{Duration, Instant};
 
 use redlease::{Client, ConfigError, Error, LockOptions, MAX_NAME_LEN, MAX_TTL, Retry};
 
-use crate::{SECOND, ms, setup};
-
-fn config_error<T: std::fmt::Debug>(result: Result<T, Error>) -> ConfigError {
-    match result {
-        Err(Error::InvalidConfig(e)) => e,
-        other => panic!("expected InvalidConfig, got {other:?}"),
-    }
-}
+use crate::{SECOND, config_error, ms, setup};
 
 #[tokio::test]
 async fn bad_ttls_are_rejected() {

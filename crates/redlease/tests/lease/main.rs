@@ -51,6 +51,16 @@ pub(crate) async fn paused_server(command_timeout: Duration) -> (RedisServer, Cl
     (server, client)
 }
 
+/// The configuration error `result` failed with (the test fails otherwise).
+pub(crate) fn config_error<T: std::fmt::Debug>(
+    result: Result<T, redlease::Error>,
+) -> redlease::ConfigError {
+    match result {
+        Err(redlease::Error::InvalidConfig(e)) => e,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
 /// A plain connection for inspecting and disturbing what redlease wrote.
 pub(crate) async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())

@@ -6,7 +6,7 @@ use redlease::{Client, Error, ReleaseOutcome};
 use redlease_testkit::SentinelGroup;
 
 use crate::acl::{MINIMAL_ACL, create_user};
-use crate::{SECOND, ms};
+use crate::{SECOND, config_error, ms};
 
 async fn start(replicas: usize) -> SentinelGroup {
     tokio::task::spawn_blocking(move || SentinelGroup::start(replicas, 1))
@@ -190,42 +190,33 @@ async fn a_stalled_primary_is_left_for_the_one_the_sentinels_promote() {
 
 #[tokio::test]
 async fn sentinel_settings_are_validated() {
-    let err = Client::builder()
-        .sentinel(Vec::<String>::new(), "svc")
-        .build()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidConfig(redlease::ConfigError::NoSeedUrls(_))
+    assert!(matches!(
+        config_error(
+            Client::builder()
+                .sentinel(Vec::<String>::new(), "svc")
+                .build()
+                .await
         ),
-        "{err:?}"
-    );
-    let err = Client::builder()
-        .sentinel(["redis://127.0.0.1:1"], "")
-        .build()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidConfig(redlease::ConfigError::EmptyServiceName)
+        redlease::ConfigError::NoSeedUrls(_)
+    ));
+    assert!(matches!(
+        config_error(
+            Client::builder()
+                .sentinel(["redis://127.0.0.1:1"], "")
+                .build()
+                .await
         ),
-        "{err:?}"
-    );
-    let err = Client::builder()
-        .cluster(Vec::<String>::new())
-        .build()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidConfig(redlease::ConfigError::NoSeedUrls(_))
+        redlease::ConfigError::EmptyServiceName
+    ));
+    assert!(matches!(
+        config_error(
+            Client::builder()
+                .cluster(Vec::<String>::new())
+                .build()
+                .await
         ),
-        "{err:?}"
-    );
+        redlease::ConfigError::NoSeedUrls(_)
+    ));
     // Nothing listens there: a clear backend error, and the password is not shown.
     let err = Client::builder()
         .sentinel(["redis://:sentinel-secret@127.0.0.1:1"], "svc")
