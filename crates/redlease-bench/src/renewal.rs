@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 
 use ::redlease::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redlease::redis::{self, Cmd, Pipeline, RedisFuture, Value};
-use ::redlease::{CancellationToken, Client, Guard, LockOptions, RENEW_DIVISOR, Retry};
+use ::redlease::{CancellationToken, Client, Guard, LockOptions, Retry};
 use tokio::task::JoinHandle;
 
 /// Leases held at once.
 pub(crate) const LEASES: usize = 10_000;
-/// Their TTL: renewed every `TTL / RENEW_DIVISOR` = 1 s.
+/// Their TTL: redlease renews every third of it, 1 s.
 pub(crate) const TTL: Duration = Duration::from_secs(3);
 /// Acquisitions in flight at once while setting up.
 const CONCURRENCY: usize = 64;
@@ -42,9 +42,10 @@ const CHILD_GRACE: Duration = Duration::from_mins(1);
 /// Pause between connecting and the first `VmRSS` reading, so connection set-up is done.
 const QUIET: Duration = Duration::from_millis(200);
 
-/// The renewal interval: how often each lease is extended.
+/// The renewal interval: how often each lease is extended (a third of the TTL, as
+/// [`LockOptions::auto_renew`] documents).
 pub(crate) fn interval() -> Duration {
-    TTL / RENEW_DIVISOR
+    TTL / 3
 }
 
 /// How the leases are kept alive.

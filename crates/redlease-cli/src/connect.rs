@@ -12,6 +12,10 @@ use crate::{Failure, duration_arg};
 /// which other users can read with `ps`).
 const PASSWORD_ENV: &str = "REDLEASE_PASSWORD";
 
+/// How long `WAIT` waits for replicas unless `--replica-timeout` says otherwise: enough on a
+/// healthy local network.
+const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Args)]
 pub(crate) struct ServerArgs {
     /// A Redis server: `redis://[user[:password]@]host[:port][/db]` (`rediss://` for TLS).
@@ -200,7 +204,7 @@ impl ServerArgs {
             builder = builder.replicas(
                 replicas,
                 self.replica_timeout
-                    .unwrap_or(redlease::DEFAULT_REPLICA_TIMEOUT),
+                    .unwrap_or(DEFAULT_REPLICA_TIMEOUT),
             );
         }
         builder = builder.eviction_check(match self.eviction_check {

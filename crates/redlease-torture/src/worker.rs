@@ -344,7 +344,7 @@ impl Section {
             .await?;
         let outcome = match guard.release().await {
             Ok(ReleaseOutcome::Released) => "Released".to_owned(),
-            Ok(ReleaseOutcome::AlreadyExpired) => "AlreadyExpired".to_owned(),
+            Ok(ReleaseOutcome::Expired) => "Expired".to_owned(),
             Ok(ReleaseOutcome::HeldByOther) => "HeldByOther".to_owned(),
             Ok(other) => format!("{other:?}"),
             Err(e) => format!("error/{}", error_kind(&e)),

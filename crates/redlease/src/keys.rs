@@ -21,27 +21,16 @@ impl Keys {
         let lock = format!("{prefix}{{{name}}}");
         let fence = format!("{lock}:fence");
         let keys = Self { lock, fence };
-        keys.check_one_slot(name)?;
+        debug_assert!(keys.in_one_slot(name), "{keys:?}");
         Ok(keys)
     }
 
     /// Every key a script may touch carries the same Cluster hash tag, so all live in one
     /// slot (in Cluster mode a script over several slots fails with `CROSSSLOT`). The name and
-    /// prefix rules guarantee this; checking it here turns a future mistake into a clear error.
-    /// The other keys extend the lock key, so they share its tag once it is the whole name.
-    fn check_one_slot(&self, name: &str) -> Result<(), ConfigError> {
-        if hash_tag(&self.lock) == Some(name) && hash_tag(&self.fence) == Some(name) {
-            Ok(())
-        } else {
-            Err(ConfigError::KeysInDifferentSlots {
-                keys: vec![
-                    self.lock.clone(),
-                    self.fence.clone(),
-                    self.queue(),
-                    self.queue_expiry(),
-                ],
-            })
-        }
+    /// prefix rules guarantee this; the other keys extend the lock key, so they share its tag
+    /// once it is the whole name.
+    fn in_one_slot(&self, name: &str) -> bool {
+        hash_tag(&self.lock) == Some(name) && hash_tag(&self.fence) == Some(name)
     }
 
     /// The pub/sub channel the release script publishes on (the lock key + `:released`).
@@ -122,15 +111,12 @@ mod tests {
         assert_eq!(hash_tag("plain"), None);
         assert_eq!(hash_tag("{a}{b}"), Some("a"));
         let keys = Keys::new("p:", "x").unwrap();
-        assert!(keys.check_one_slot("x").is_ok());
+        assert!(keys.in_one_slot("x"));
         let broken = Keys {
             lock: "p:{x}".to_owned(),
             fence: "p:{y}:fence".to_owned(),
         };
-        assert!(matches!(
-            broken.check_one_slot("x"),
-            Err(ConfigError::KeysInDifferentSlots { .. })
-        ));
+        assert!(!broken.in_one_slot("x"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One lease's shared state: its identity on the servers, its deadline, and the loss signal.
+//! One lease's shared state: its identity on the servers, its deadline, its renewal
+//! bookkeeping, and the loss signal. Every change of state is a method here.
 //!
 //! The guard, the renewer and requests still in flight all hold the lease through an `Arc`.
 //! The deadline only moves forward through a renewal or extension whose request was sent after
@@ -11,18 +12,30 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Lost;
 use crate::keys::Keys;
-use crate::renew::RENEW_DIVISOR;
+use crate::outcome::Lost;
+use crate::script::Call;
+use crate::timing::{Drift, LeaseTiming};
 use crate::token::Token;
+
+/// How a primitive's holds are extended and given back: its own scripts, with the lease's
+/// keys and token (see the primitive's `scripts` module).
+#[derive(Debug)]
+pub(crate) struct HoldScripts {
+    /// Compare-and-expire to this many milliseconds; never recreates the key.
+    pub(crate) extend: fn(&Lease, u64) -> Call,
+    /// Compare-and-delete.
+    pub(crate) release: fn(&Lease) -> Call,
+}
 
 #[derive(Debug)]
 pub(crate) struct Lease {
-    pub(crate) name: String,
-    pub(crate) keys: Keys,
-    pub(crate) token: Token,
+    name: String,
+    keys: Keys,
+    token: Token,
     /// Who holds it, for people looking at the lock (stored after the token).
-    pub(crate) label: String,
+    label: String,
+    scripts: &'static HoldScripts,
     state: Mutex<State>,
     /// Wakes `lost()` futures when the lease is declared lost.
     lost_notify: Notify,
@@ -31,46 +44,62 @@ pub(crate) struct Lease {
 }
 
 #[derive(Debug)]
-pub(crate) struct State {
+struct State {
     /// Until when the lease can be trusted (monotonic clock).
-    pub(crate) valid_until: Instant,
+    valid_until: Instant,
     /// The TTL of the last grant or extension.
-    pub(crate) ttl: Duration,
+    ttl: Duration,
     /// When the request that set `valid_until` was sent; older replies must not overwrite it.
-    pub(crate) last_sent: Instant,
+    last_sent: Instant,
     /// `Some` while the renewer keeps this lease alive.
-    pub(crate) renewal: Option<Renewal>,
+    renewal: Option<Renewal>,
     /// Why the lease ended; set once, never cleared.
-    pub(crate) lost: Option<Lost>,
+    lost: Option<Lost>,
     /// Whether a loss watcher task runs (see [`Lease::cancellation`]).
     watched: bool,
 }
 
-/// Renewal bookkeeping, owned by the renewer.
+/// Renewal bookkeeping.
 #[derive(Debug)]
-pub(crate) struct Renewal {
+struct Renewal {
     /// The TTL each renewal asks for.
-    pub(crate) ttl: Duration,
+    timing: LeaseTiming,
     /// When the next renewal is due.
-    pub(crate) due: Instant,
+    due: Instant,
     /// The maximum hold time's end, if any: renewals never extend past it.
-    pub(crate) hold_until: Option<Instant>,
+    hold_until: Option<Instant>,
     /// A renewal round for this lease is running.
-    pub(crate) in_flight: bool,
+    in_flight: bool,
     /// The last renewal round failed to reach a majority.
-    pub(crate) failing: bool,
+    failing: bool,
     /// Renewal stopped because the next one would have passed `hold_until`.
-    pub(crate) capped: bool,
+    capped: bool,
+}
+
+/// What the renewer should do about one lease now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Renew it now, with this timing (shortened to end at the hold cap).
+    pub(crate) renew: Option<LeaseTiming>,
+    /// Look at it again by then.
+    pub(crate) wake_at: Instant,
 }
 
 impl Lease {
-    pub(crate) fn new(name: &str, keys: Keys, token: Token, label: String) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        keys: Keys,
+        token: Token,
+        label: String,
+        scripts: &'static HoldScripts,
+    ) -> Self {
         let now = Instant::now();
         Self {
             name: name.to_owned(),
             keys,
             token,
             label,
+            scripts,
             state: Mutex::new(State {
                 valid_until: now,
                 ttl: Duration::ZERO,
@@ -84,24 +113,122 @@ impl Lease {
         }
     }
 
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub(crate) fn token(&self) -> &Token {
+        &self.token
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The call that extends this lease to `millis` on one backend.
+    pub(crate) fn extend_call(&self, millis: u64) -> Call {
+        (self.scripts.extend)(self, millis)
+    }
+
+    /// The call that gives this lease back on one backend.
+    pub(crate) fn release_call(&self) -> Call {
+        (self.scripts.release)(self)
+    }
+
     /// The state, even if a thread panicked while holding the lock: every update leaves it
     /// consistent, so there is nothing to repair.
-    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records a grant or extension whose request was sent at `sent`. Returns `false`, changing
-    /// nothing, when the lease was lost meanwhile or a later request already moved the deadline:
-    /// a late reply never revives a lost lease.
-    pub(crate) fn extended(&self, sent: Instant, ttl: Duration, trusted: Duration) -> bool {
+    /// nothing, when the lease was lost meanwhile or a later request already moved the deadline,
+    /// or the new validity has passed already: a late reply never revives a lost lease.
+    pub(crate) fn extended(&self, sent: Instant, timing: &LeaseTiming) -> bool {
         let mut state = self.state();
-        if state.lost.is_some() || sent < state.last_sent || Instant::now() >= sent + trusted {
+        let valid_until = timing.valid_until(sent);
+        if state.lost.is_some() || sent < state.last_sent || Instant::now() >= valid_until {
             return false;
         }
-        state.valid_until = sent + trusted;
-        state.ttl = ttl;
+        state.valid_until = valid_until;
+        state.ttl = timing.ttl;
         state.last_sent = sent;
         true
+    }
+
+    /// Starts renewal bookkeeping for a lease granted by a request sent at `granted_at`.
+    pub(crate) fn start_renewal(&self, timing: LeaseTiming, granted_at: Instant, max_hold: Option<Duration>) {
+        self.state().renewal = Some(Renewal {
+            timing,
+            due: timing.renewal_due(granted_at),
+            hold_until: max_hold.map(|limit| granted_at + limit),
+            in_flight: false,
+            failing: false,
+            capped: false,
+        });
+    }
+
+    /// After the holder extended the lease itself (sent at `sent`): later renewals ask for
+    /// `timing`'s TTL, from then.
+    pub(crate) fn retune_renewal(&self, timing: LeaseTiming, sent: Instant) {
+        if let Some(renewal) = self.state().renewal.as_mut() {
+            renewal.timing = timing;
+            renewal.due = timing.renewal_due(sent);
+        }
+    }
+
+    /// Whether the renewer should renew this lease now (it then counts as in flight), and when
+    /// to look again. A lease becomes eligible half an interval before it is due, so that
+    /// leases fall into step and share round trips; the renewer wakes when one is *due*, and
+    /// takes along every eligible one.
+    pub(crate) fn plan_renewal(&self, now: Instant, drift: Drift) -> Plan {
+        let mut state = self.state();
+        let valid_until = state.valid_until;
+        let Some(renewal) = state.renewal.as_mut() else {
+            return Plan {
+                renew: None,
+                wake_at: valid_until,
+            };
+        };
+        let mut renew = None;
+        if !renewal.in_flight && !renewal.capped && renewal.timing.renewal_eligible(renewal.due) <= now {
+            // The TTL for this renewal, shortened so the lease ends at its hold cap; none once
+            // the remaining hold time is too short to be worth a lease.
+            let ttl = match renewal.hold_until {
+                Some(cap) => renewal.timing.ttl.min(cap.saturating_duration_since(now)),
+                None => renewal.timing.ttl,
+            };
+            match drift.lease(ttl) {
+                Ok(timing) => {
+                    renewal.in_flight = true;
+                    renew = Some(timing);
+                }
+                Err(_) => renewal.capped = true,
+            }
+        }
+        let wake_at = if renewal.in_flight || renewal.capped {
+            valid_until
+        } else {
+            valid_until.min(renewal.due.max(now))
+        };
+        Plan { renew, wake_at }
+    }
+
+    /// Records the end of a renewal round sent at `sent` with `timing`.
+    pub(crate) fn renewal_finished(&self, sent: Instant, timing: &LeaseTiming, renewed: bool) {
+        if let Some(renewal) = self.state().renewal.as_mut() {
+            renewal.in_flight = false;
+            renewal.failing = !renewed;
+            renewal.due = if renewed {
+                timing.renewal_due(sent)
+            } else {
+                timing.renewal_retry(Instant::now())
+            };
+        }
     }
 
     pub(crate) fn valid_until(&self) -> Instant {
@@ -151,7 +278,7 @@ impl Lease {
                 if renewal.capped
                     || renewal
                         .hold_until
-                        .is_some_and(|cap| cap <= now + renewal.ttl / RENEW_DIVISOR) =>
+                        .is_some_and(|cap| cap <= now + renewal.timing.renewal_interval()) =>
             {
                 Lost::HoldCapReached
             }
@@ -204,5 +331,94 @@ impl Lease {
             }
         }
         token.child_token()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::DEFAULT_DRIFT_FACTOR;
+
+    fn unused_call(_: &Lease) -> Call {
+        unreachable!("no Redis in these tests")
+    }
+
+    fn unused_extend(_: &Lease, _: u64) -> Call {
+        unreachable!("no Redis in these tests")
+    }
+
+    static SCRIPTS: HoldScripts = HoldScripts {
+        extend: unused_extend,
+        release: unused_call,
+    };
+
+    fn lease() -> Lease {
+        let keys = Keys::new("p:", "n").unwrap();
+        Lease::new("n", keys, Token::generate().unwrap(), String::new(), &SCRIPTS)
+    }
+
+    fn drift() -> Drift {
+        Drift::new(DEFAULT_DRIFT_FACTOR).unwrap()
+    }
+
+    #[test]
+    fn a_late_or_older_reply_never_moves_the_deadline() {
+        let lease = lease();
+        let timing = drift().lease(Duration::from_secs(3)).unwrap();
+        let first = Instant::now();
+        assert!(lease.extended(first, &timing));
+        assert_eq!(lease.valid_until(), timing.valid_until(first));
+        let older = first.checked_sub(Duration::from_millis(1)).unwrap();
+        assert!(!lease.extended(older, &timing), "an older request's reply");
+        let long_ago = first.checked_sub(Duration::from_secs(10)).unwrap_or(first);
+        if long_ago < first {
+            assert!(!lease.extended(long_ago, &timing));
+        }
+        lease.mark_lost(Lost::Released);
+        assert!(!lease.extended(Instant::now(), &timing), "a lost lease stays lost");
+        lease.mark_lost(Lost::Expired);
+        assert_eq!(lease.lost_reason(), Some(Lost::Released), "the first reason sticks");
+    }
+
+    #[test]
+    fn renewal_is_planned_when_eligible_and_capped_at_the_hold_limit() {
+        let lease = lease();
+        let timing = drift().lease(Duration::from_secs(3)).unwrap();
+        let start = Instant::now();
+        assert!(lease.extended(start, &timing));
+        lease.start_renewal(timing, start, Some(Duration::from_secs(4)));
+        let early = lease.plan_renewal(start, drift());
+        assert_eq!(early.renew, None);
+        assert_eq!(early.wake_at, start + Duration::from_secs(1));
+        let eligible = lease.plan_renewal(start + Duration::from_millis(600), drift());
+        assert_eq!(eligible.renew, Some(timing));
+        assert_eq!(lease.plan_renewal(start + Duration::from_millis(700), drift()).renew, None, "in flight");
+        lease.renewal_finished(start + Duration::from_millis(600), &timing, true);
+        // 3.5 s in, 0.5 s of the 4 s cap is left: the renewal asks for that only.
+        let near_cap = lease.plan_renewal(start + Duration::from_millis(3_500), drift());
+        assert_eq!(near_cap.renew.map(|t| t.ttl), Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn expiry_names_the_reason() {
+        let timing = drift().lease(Duration::from_secs(3)).unwrap();
+        let (plain, failing, capped) = (lease(), lease(), lease());
+        let start = Instant::now();
+        assert!(plain.extended(start, &timing));
+        assert!(!plain.expire_if_due(start));
+        assert!(plain.expire_if_due(timing.valid_until(start)));
+        assert_eq!(plain.lost_reason(), Some(Lost::Expired));
+
+        assert!(failing.extended(start, &timing));
+        failing.start_renewal(timing, start, None);
+        let _ = failing.plan_renewal(start + Duration::from_secs(1), drift());
+        failing.renewal_finished(start + Duration::from_secs(1), &timing, false);
+        assert!(failing.expire_if_due(timing.valid_until(start)));
+        assert_eq!(failing.lost_reason(), Some(Lost::Unreachable));
+
+        assert!(capped.extended(start, &timing));
+        capped.start_renewal(timing, start, Some(Duration::from_secs(3)));
+        assert!(capped.expire_if_due(timing.valid_until(start)));
+        assert_eq!(capped.lost_reason(), Some(Lost::HoldCapReached));
     }
 }

@@ -73,46 +73,49 @@
 //! | key prefix | [`DEFAULT_PREFIX`] |
 //! | drift allowance | `ttl ×` [`DEFAULT_DRIFT_FACTOR`] `+` [`DRIFT_FLOOR`] |
 //! | connect / command timeout | [`DEFAULT_CONNECT_TIMEOUT`] / [`DEFAULT_COMMAND_TIMEOUT`] |
-//! | retry for [`Client::acquire`] | exponential, [`DEFAULT_RETRY_DELAY`] to [`DEFAULT_RETRY_MAX_DELAY`] with jitter, for [`DEFAULT_ACQUIRE_TIMEOUT`] |
-//! | limits | TTL ≤ [`MAX_TTL`], name ≤ [`MAX_NAME_LEN`] bytes |
+//! | retry for [`Client::acquire`] | exponential, 10 ms to 200 ms with jitter, for 10 s ([`Retry::default`]) |
+//! | auto-renewal | off; when on, every third of the TTL ([`LockOptions::auto_renew`]) |
+//! | Redlock per-node timeout | 5 % of the TTL, at least 10 ms |
+//! | fair queue entry | kept 3 s without a retry ([`LockOptions::fair`]) |
+//! | limits | TTL ≤ [`MAX_TTL`], name ≤ [`MAX_NAME_LEN`] bytes, label ≤ [`MAX_LABEL_LEN`] bytes |
 //! | TLS (`rediss://`) | server certificate verified against the system's roots ([`ClientBuilder::tls_root_ca`] for a private CA) |
-//! | replica acknowledgement | off ([`ClientBuilder::replicas`]; [`DEFAULT_REPLICA_TIMEOUT`] suggested) |
-//! | eviction check | [`DEFAULT_EVICTION_CHECK`]: warn when a server may evict lock keys |
+//! | replica acknowledgement | off ([`ClientBuilder::replicas`]) |
+//! | eviction check | [`EvictionCheck::Warn`]: warn when a server may evict lock keys |
 //! | dropped guard | released in the background (or expires after its TTL) |
 #![forbid(unsafe_code)]
 
-mod admin;
-mod client;
-mod config;
+// Layers, bottom to top: each module imports only those above it in this list (the code map in
+// DESIGN.md says what each owns; `tests/layers.rs` checks it).
+mod outcome;
 mod error;
-mod guard;
+mod timing;
 mod keys;
-mod lease;
-mod lock;
-mod node;
-mod quorum;
-mod renew;
-mod retry;
-mod script;
-mod sentinel;
-mod tls;
 mod token;
-mod wait;
+mod retry;
+mod options;
+mod script;
+mod conn;
+mod backend;
+mod quorum;
+mod lease;
+mod subscribe;
+mod renew;
+mod engine;
+mod acquire;
+mod lock;
+mod client;
 
-pub use admin::{Holder, LockInfo};
-pub use client::Client;
-pub use config::{
-    ClientBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DRIFT_FACTOR,
-    DEFAULT_EVICTION_CHECK, DEFAULT_PREFIX, DEFAULT_REPLICA_TIMEOUT, DEFAULT_URL, DRIFT_FLOOR,
-    EvictionCheck, MAX_TTL,
+pub use client::{
+    Client, ClientBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
+    DEFAULT_URL, EvictionCheck,
 };
-pub use error::{BackendError, BackendErrorKind, ConfigError, Error, Lost};
-pub use guard::{Guard, ReleaseOutcome};
+pub use error::{BackendError, BackendErrorKind, ConfigError, Error};
 pub use keys::MAX_NAME_LEN;
-pub use lock::{LockOptions, MAX_LABEL_LEN, QUEUE_ENTRY_TTL};
-pub use quorum::{MIN_NODE_TIMEOUT, NODE_TIMEOUT_SHARE};
-pub use renew::RENEW_DIVISOR;
-pub use retry::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY, Retry};
+pub use lock::{Guard, Holder, LockInfo};
+pub use options::{LockOptions, MAX_LABEL_LEN};
+pub use outcome::{Lost, ReleaseOutcome};
+pub use retry::Retry;
+pub use timing::{DEFAULT_DRIFT_FACTOR, DRIFT_FLOOR, MAX_TTL};
 pub use token::Token;
 
 /// The token [`Guard::cancellation`] returns, re-exported from `tokio-util`.

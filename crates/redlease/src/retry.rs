@@ -5,11 +5,11 @@ use std::time::Duration;
 use crate::error::ConfigError;
 
 /// First delay of the default exponential backoff.
-pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(10);
+const DEFAULT_DELAY: Duration = Duration::from_millis(10);
 /// Largest delay of the default exponential backoff.
-pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_millis(200);
+const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(200);
 /// How long the default retry policy keeps trying before [`Error::TimedOut`](crate::Error::TimedOut).
-pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A retry policy: how long to wait between attempts, and when to give up.
 ///
@@ -25,8 +25,8 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the holder's remaining TTL (the lock is free then) nor the deadline set with
 /// [`timeout`](Retry::timeout); at the deadline one last attempt is made.
 ///
-/// The default ([`Retry::default`]) is exponential backoff from [`DEFAULT_RETRY_DELAY`] up to
-/// [`DEFAULT_RETRY_MAX_DELAY`], with jitter, for at most [`DEFAULT_ACQUIRE_TIMEOUT`].
+/// The default ([`Retry::default`]) is exponential backoff from 10 ms up to 200 ms, with
+/// jitter, for at most 10 s; then [`Error::TimedOut`](crate::Error::TimedOut).
 ///
 /// ```
 /// use std::time::Duration;
@@ -99,8 +99,8 @@ impl Retry {
         self
     }
 
-    /// The deadline set with [`timeout`](Self::timeout), if any.
-    pub fn get_timeout(&self) -> Option<Duration> {
+    /// The limit set with [`timeout`](Self::timeout), if any.
+    pub(crate) fn time_limit(&self) -> Option<Duration> {
         self.timeout
     }
 
@@ -143,9 +143,9 @@ impl Retry {
 }
 
 impl Default for Retry {
+    /// Exponential backoff from 10 ms up to 200 ms, with jitter, for at most 10 s.
     fn default() -> Self {
-        Self::exponential(DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY)
-            .timeout(DEFAULT_ACQUIRE_TIMEOUT)
+        Self::exponential(DEFAULT_DELAY, DEFAULT_MAX_DELAY).timeout(DEFAULT_TIMEOUT)
     }
 }
 
@@ -217,9 +217,6 @@ mod tests {
 
     #[test]
     fn default_is_bounded() {
-        assert_eq!(
-            Retry::default().get_timeout(),
-            Some(DEFAULT_ACQUIRE_TIMEOUT)
-        );
+        assert_eq!(Retry::default().time_limit(), Some(DEFAULT_TIMEOUT));
     }
 }

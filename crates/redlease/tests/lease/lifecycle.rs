@@ -97,7 +97,7 @@ async fn release_after_expiry_with_no_other_holder_reports_expired() {
     tokio::time::sleep(ms(120)).await;
     assert_eq!(
         guard.release().await.unwrap(),
-        ReleaseOutcome::AlreadyExpired
+        ReleaseOutcome::Expired
     );
 }
 

@@ -61,6 +61,17 @@ pub(crate) fn config_error<T: std::fmt::Debug>(
     }
 }
 
+/// The replica counts `(acked, wanted)` of a "not replicated" failure; `None` for any other
+/// outcome.
+pub(crate) fn not_replicated<T>(result: &Result<T, redlease::Error>) -> Option<(u32, u32)> {
+    match result {
+        Err(redlease::Error::Backend(e)) if e.kind() == redlease::BackendErrorKind::NotReplicated => {
+            e.replicas()
+        }
+        _ => None,
+    }
+}
+
 /// A plain connection for inspecting and disturbing what redlease wrote.
 pub(crate) async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())

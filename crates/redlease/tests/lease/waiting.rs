@@ -1,10 +1,10 @@
 //! Waiting woken by release notifications, and fair (FIFO) mode.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use redlease::{Client, ConfigError, Error, LockOptions, QUEUE_ENTRY_TTL, Retry};
+use redlease::{Client, ConfigError, Error, LockOptions, Retry};
 use redlease_testkit::start_nodes;
 
 use crate::{SECOND, ms, raw, setup};
@@ -137,6 +137,9 @@ async fn fair_waiters_get_the_lock_in_arrival_order() {
     }
     assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
 }
+
+/// How long a fair waiter keeps its place without retrying, as `LockOptions::fair` documents.
+const QUEUE_ENTRY_TTL: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn a_crashed_fair_waiter_holds_the_queue_only_until_its_entry_expires() {

@@ -1,22 +1,28 @@
-//! The client: a cheap handle on one Redis connection and the lease settings.
+//! The client: the public handle on the engine, its builder, and connecting.
+
+mod builder;
+mod connect;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::ClientBuilder;
-use crate::error::{ConfigError, Error};
-use crate::guard::Guard;
-use crate::lock::{self, LockOptions};
-use crate::quorum::Nodes;
-use crate::renew::Renewer;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::lock::{self, Guard, Holder, LockInfo};
+use crate::options::LockOptions;
 use crate::retry::Retry;
-use crate::wait::Waiters;
+pub use builder::{
+    ClientBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_URL,
+    EvictionCheck,
+};
 
-/// A handle for taking leases on one Redis server.
+/// A handle for taking leases on a Redis deployment: one server, a Redlock quorum of
+/// independent servers, a Redis Cluster, or the primary of a Sentinel service (see
+/// [`ClientBuilder`]).
 ///
-/// Cloning is cheap (an [`Arc`]) and clones share one multiplexed connection, so create one
-/// client per server and pass clones around.
+/// Cloning is cheap (an [`Arc`]) and clones share the connections, the renewal task and the
+/// subscriber, so create one client per deployment and pass clones around.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), redlease::Error> {
@@ -30,23 +36,15 @@ use crate::wait::Waiters;
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) nodes: Nodes,
-    pub(crate) prefix: String,
-    pub(crate) drift_factor: f64,
-    pub(crate) renewer: Renewer,
-    pub(crate) waiters: Waiters,
+    engine: Arc<Engine>,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("servers", &self.shared.nodes.labels().collect::<Vec<_>>())
-            .field("prefix", &self.shared.prefix)
-            .field("drift_factor", &self.shared.drift_factor)
+            .field("servers", &self.engine.quorum().labels().collect::<Vec<_>>())
+            .field("prefix", &self.engine.prefix())
+            .field("drift_factor", &self.engine.drift().factor())
             .finish_non_exhaustive()
     }
 }
@@ -62,7 +60,7 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a malformed URL; [`Error::Backend`] when the server cannot
-    /// be reached within [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT) or rejects
+    /// be reached within [`DEFAULT_CONNECT_TIMEOUT`] or rejects
     /// the connection.
     ///
     /// # Cancel safety
@@ -81,22 +79,13 @@ impl Client {
         Self::builder().url(url).build().await
     }
 
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
-        Self { shared }
-    }
-
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
-    }
-
-    /// A handle that does not keep the client alive (for the renewer task).
-    pub(crate) fn downgrade(&self) -> std::sync::Weak<Shared> {
-        Arc::downgrade(&self.shared)
+    pub(crate) fn from_engine(engine: Arc<Engine>) -> Self {
+        Self { engine }
     }
 
     /// The key prefix this client uses.
     pub fn prefix(&self) -> &str {
-        &self.shared.prefix
+        self.engine.prefix()
     }
 
     /// Takes the lease on `name` if it is free right now: one attempt, no waiting.
@@ -112,8 +101,9 @@ impl Client {
     /// - [`Error::WrongType`] when the lock's key holds non-lock data;
     /// - [`Error::Backend`] when Redis fails or does not answer in time (a server error such as
     ///   `NOPERM` carries its code, see [`BackendError::code`](crate::BackendError::code));
-    /// - [`Error::NotReplicated`] with [`ClientBuilder::replicas`](crate::ClientBuilder::replicas)
-    ///   on, when too few replicas acknowledged the grant (it was released again).
+    /// - [`Error::Backend`] of kind [`NotReplicated`](crate::BackendErrorKind::NotReplicated)
+    ///   with [`ClientBuilder::replicas`] on, when too few replicas acknowledged the grant (it
+    ///   was released again).
     ///
     /// # Cancel safety
     ///
@@ -140,7 +130,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn try_acquire(&self, name: &str, ttl: Duration) -> Result<Guard, Error> {
-        lock::acquire(self, name, &LockOptions::new(ttl).retry(Retry::none())).await
+        lock::acquire(&self.engine, name, &LockOptions::new(ttl).retry(Retry::none())).await
     }
 
     /// Takes the lease on `name`, retrying as `options` say while it is held by someone else.
@@ -153,7 +143,7 @@ impl Client {
     /// - [`Error::Contended`] when the retry policy's attempts ran out;
     /// - [`Error::TimedOut`] when its deadline passed;
     /// - [`Error::InvalidConfig`], [`Error::WrongType`] as for [`try_acquire`](Self::try_acquire);
-    /// - [`Error::Backend`] / [`Error::NotReplicated`] when the last attempt failed on the Redis
+    /// - [`Error::Backend`] / [`Error::NoQuorum`] when the last attempt failed on the Redis
     ///   side (timeouts, broken connections and unacknowledged grants are retried like
     ///   contention; a denied permission or rejected credentials end the loop at once).
     ///
@@ -177,16 +167,86 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<Guard, Error> {
-        lock::acquire(self, name, options).await
+        lock::acquire(&self.engine, name, options).await
     }
-}
-
-impl Shared {
-    pub(crate) fn drift(&self, ttl: Duration) -> Duration {
-        lock::drift(ttl, self.drift_factor)
+    /// Reads a lock's state without changing it: holder, time left, fence counter, waiters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an invalid name; [`Error::WrongType`] when the key holds
+    /// non-lock data; [`Error::Backend`] / [`Error::NoQuorum`] when too few nodes answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Read-only: dropping the future has no effect.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: redlease::Client) -> Result<(), redlease::Error> {
+    /// let info = client.inspect("reports:daily").await?;
+    /// match info.holder {
+    ///     Some(holder) => println!("held by {:?} for {:?} more", holder.label, holder.remaining_ttl),
+    ///     None => println!("free; the next fence will be above {}", info.fence),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect(&self, name: &str) -> Result<LockInfo, Error> {
+        lock::inspect(&self.engine, name).await
     }
 
-    pub(crate) fn lease_millis(&self, ttl: Duration) -> Result<u64, ConfigError> {
-        lock::lease_millis(ttl, self.drift_factor)
+    /// Lists the locks currently held whose names match the glob `pattern` (`*` for all;
+    /// `jobs:*` for a family), sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an empty pattern or one with `{` or `}`; otherwise as for
+    /// [`inspect`](Self::inspect).
+    ///
+    /// # Cancel safety
+    ///
+    /// Read-only: dropping the future has no effect.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: redlease::Client) -> Result<(), redlease::Error> {
+    /// for lock in client.list("jobs:*").await? {
+    ///     println!("{} fence {}", lock.name, lock.fence);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list(&self, pattern: &str) -> Result<Vec<LockInfo>, Error> {
+        lock::list(&self.engine, pattern).await
+    }
+
+    /// Breaks a lock whoever holds it: deletes its key on every node and wakes its waiters.
+    /// The fence counter is kept, so the next holder's fencing token is still larger than the
+    /// broken holder's, and a resource that checks fences rejects the broken holder's writes.
+    /// Returns who held it.
+    ///
+    /// This is an operator's tool for a stuck lock; the holder is not told (its renewals
+    /// will find the key gone and report [`Lost`](crate::Lost)).
+    ///
+    /// # Errors
+    ///
+    /// As for [`inspect`](Self::inspect).
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped, the key may be deleted on some nodes and not others; run it
+    /// again.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: redlease::Client) -> Result<(), redlease::Error> {
+    /// if let Some(holder) = client.force_release("deploy:prod").await? {
+    ///     eprintln!("broke the lock held by {:?}", holder.label);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_release(&self, name: &str) -> Result<Option<Holder>, Error> {
+        lock::force_release(&self.engine, name).await
     }
 }

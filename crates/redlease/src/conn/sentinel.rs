@@ -15,7 +15,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError};
 use redis::{RedisFuture, RedisResult, TlsCertificates, Value};
 
-use crate::config::redact_url;
+use super::url::redact_url;
 
 /// How to reach the primary: credentials, database and TLS, as the sentinels do not say.
 #[derive(Clone)]

@@ -1,33 +1,22 @@
-//! The guard: proof of a lease, with its fencing token, its deadline and its loss signal.
+//! The lock's guard: proof of a lease, with its fencing token, its deadline and its loss
+//! signal.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::CancellationToken;
-use crate::client::Client;
-use crate::error::{BackendError, BackendErrorKind, Error, Lost};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::lease::Lease;
+use crate::outcome::{Lost, ReleaseOutcome};
 use crate::quorum::Extended;
-use crate::renew::RENEW_DIVISOR;
 use crate::token::Token;
 
-/// What [`Guard::release`] found on the servers. None of these is an error: after a release
-/// the caller no longer holds the lock whichever way it went, but an expired lease is worth
-/// knowing about (the work may have overlapped with the next holder's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ReleaseOutcome {
-    /// The key held our token and is now deleted.
-    Released,
-    /// The key was already gone: the lease had expired. Nothing was deleted.
-    AlreadyExpired,
-    /// Our lease expired and another owner took the lock; its key was left alone.
-    HeldByOther,
-}
-
-/// A held lease. Created by [`Client::acquire`] or [`Client::try_acquire`].
+/// A held lease. Created by [`Client::acquire`](crate::Client::acquire) or
+/// [`Client::try_acquire`](crate::Client::try_acquire).
 ///
 /// A lease is not a mutex: it ends when its TTL runs out, whether or not the holder is done.
 /// Check [`is_held`](Self::is_held) before acting on the protected resource, watch
@@ -42,7 +31,7 @@ pub enum ReleaseOutcome {
 /// outside one, or if that fails, the lease simply expires after its TTL.
 #[must_use = "dropping the guard releases the lease in the background; keep it while you work"]
 pub struct Guard {
-    client: Client,
+    engine: Arc<Engine>,
     lease: Arc<Lease>,
     fence: u64,
     settled: bool,
@@ -51,8 +40,8 @@ pub struct Guard {
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
-            .field("name", &self.lease.name)
-            .field("token", &self.lease.token)
+            .field("name", &self.lease.name())
+            .field("token", self.lease.token())
             .field("fence", &self.fence)
             .field("ttl", &self.ttl())
             .field("remaining", &self.remaining())
@@ -62,9 +51,9 @@ impl fmt::Debug for Guard {
 }
 
 impl Guard {
-    pub(crate) fn new(client: Client, lease: Arc<Lease>, fence: u64) -> Self {
+    pub(crate) fn new(engine: Arc<Engine>, lease: Arc<Lease>, fence: u64) -> Self {
         Self {
-            client,
+            engine,
             lease,
             fence,
             settled: false,
@@ -73,12 +62,12 @@ impl Guard {
 
     /// The lock's name.
     pub fn name(&self) -> &str {
-        &self.lease.name
+        self.lease.name()
     }
 
     /// This lease's ownership token (its `Debug`/`Display` show only a fingerprint).
     pub fn token(&self) -> &Token {
-        &self.lease.token
+        self.lease.token()
     }
 
     /// The fencing token: strictly greater than the fence of every earlier lease on this name
@@ -215,12 +204,13 @@ impl Guard {
     ///
     /// - [`Error::Lost`] when the lease is lost, expired, or held by another owner; the guard
     ///   then reports [`is_held`](Self::is_held)` == false`;
-    /// - [`Error::InvalidConfig`] for an invalid `ttl` (see [`Client::try_acquire`]);
+    /// - [`Error::InvalidConfig`] for an invalid `ttl` (see [`Client::try_acquire`](crate::Client::try_acquire));
     /// - [`Error::Backend`] / [`Error::NoQuorum`] when Redis fails or answers too late; the
     ///   guard keeps its previous deadline (the servers may or may not have extended the key);
-    /// - [`Error::NotReplicated`] with [`ClientBuilder::replicas`](crate::ClientBuilder::replicas)
-    ///   on, when too few replicas acknowledged the extension; the guard keeps its previous
-    ///   deadline.
+    /// - [`Error::Backend`] of kind
+    ///   [`NotReplicated`](crate::BackendErrorKind::NotReplicated) with
+    ///   [`ClientBuilder::replicas`](crate::ClientBuilder::replicas) on, when too few replicas
+    ///   acknowledged the extension; the guard keeps its previous deadline.
     ///
     /// # Cancel safety
     ///
@@ -238,8 +228,7 @@ impl Guard {
     /// # Ok(()) }
     /// ```
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
-        let shared = self.client.shared();
-        let ttl_ms = shared.lease_millis(ttl)?;
+        let timing = self.engine.drift().lease(ttl)?;
         let sent = Instant::now();
         if let Some(reason) = self.lease.lost_reason() {
             return Err(Error::Lost(reason));
@@ -249,23 +238,20 @@ impl Guard {
                 self.lease.lost_reason().unwrap_or(Lost::Expired),
             ));
         }
-        let trusted = ttl.saturating_sub(shared.drift(ttl));
-        let limit = shared.nodes.acquire_timeout(ttl, trusted);
-        let batch = [(self.lease.clone(), ttl_ms)];
-        let outcome = shared.nodes.extend(&batch, limit).await.pop();
-        match outcome {
-            Some(Extended::Yes) if self.lease.extended(sent, ttl, trusted) => {
-                if let Some(renewal) = self.lease.state().renewal.as_mut() {
-                    renewal.ttl = ttl;
-                    renewal.due = sent + ttl / RENEW_DIVISOR;
-                }
+        let quorum = self.engine.quorum();
+        let limit = timing.node_timeout(quorum.len());
+        let call = self.lease.extend_call(timing.millis);
+        match quorum.extend(vec![call], limit).await.pop() {
+            Some(Extended::Yes) if self.lease.extended(sent, &timing) => {
+                self.lease.retune_renewal(timing, sent);
+                self.engine.lease_changed();
                 Ok(())
             }
             Some(Extended::Yes) => match self.lease.lost_reason() {
                 Some(reason) => Err(Error::Lost(reason)),
                 None => Err(Error::Backend(BackendError::new(
                     BackendErrorKind::Timeout,
-                    shared.nodes.labels().next().unwrap_or_default(),
+                    quorum.labels().next().unwrap_or_default(),
                     "extending a lease (the majority answered after the new validity ended)",
                     None,
                 ))),
@@ -301,7 +287,7 @@ impl Guard {
     ///
     /// match guard.release().await? {
     ///     ReleaseOutcome::Released => {}
-    ///     ReleaseOutcome::AlreadyExpired | ReleaseOutcome::HeldByOther => {
+    ///     ReleaseOutcome::Expired | ReleaseOutcome::HeldByOther => {
     ///         eprintln!("the lease ended before the work did");
     ///     }
     ///     _ => {}
@@ -309,10 +295,8 @@ impl Guard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
-        self.lease.mark_lost(Lost::Released);
-        let outcome = self.client.shared().nodes.release(&self.lease, None).await;
+        let outcome = self.engine.release(&self.lease).await;
         self.settled = true;
-        self.client.shared().renewer.poke();
         outcome
     }
 }
@@ -320,21 +304,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if !self.settled {
-            self.lease.mark_lost(Lost::Released);
-            self.client.shared().renewer.poke();
-            release_in_background(&self.client, self.lease.clone());
+            self.engine.release_in_background(self.lease.clone());
         }
-    }
-}
-
-/// Spawns a compare-and-delete of `lease` on every node, on the current Tokio runtime if there
-/// is one. Never blocks; bounded by the command timeout.
-pub(crate) fn release_in_background(client: &Client, lease: Arc<Lease>) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        let client = client.clone();
-        runtime.spawn(async move {
-            // Best effort: if this fails, the lease expires after its TTL.
-            let _ = client.shared().nodes.release(&lease, None).await;
-        });
     }
 }

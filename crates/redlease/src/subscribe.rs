@@ -1,5 +1,5 @@
-//! Waiting without polling: release scripts publish on the lock's channel, and one subscriber
-//! connection per client wakes every waiter of that name.
+//! Waiting without polling: release scripts publish on a lock's channel, and one subscriber
+//! connection per client wakes the client's waiters of that channel.
 //!
 //! A waiter subscribes *before* the retry that follows its failed attempt, so a release that
 //! lands between the two cannot be missed; and it never sleeps past the holder's remaining TTL
@@ -14,43 +14,23 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::sentinel::SentinelConnection;
-
-/// Where a subscriber connection can be opened.
-#[derive(Clone)]
-pub(crate) enum Subscribable {
-    /// A server at a fixed address (a single node, a Redlock node, or a Cluster node: a
-    /// `PUBLISH` reaches every node of a Cluster).
-    Server(Box<redis::Client>),
-    /// The current primary of a Sentinel service, looked up when the subscriber connects.
-    Sentinel(SentinelConnection),
-}
-
-impl Subscribable {
-    async fn pubsub(&self) -> Option<redis::aio::PubSub> {
-        let client = match self {
-            Self::Server(client) => (**client).clone(),
-            Self::Sentinel(sentinel) => sentinel.primary_client().await.ok()?,
-        };
-        client.get_async_pubsub().await.ok()
-    }
-}
+use crate::conn::PubSubSource;
 
 /// What the waiters of one channel see: how many messages arrived, and the last payload.
 pub(crate) type Wakeup = (u64, Arc<str>);
 
 /// The client's subscriber: a task owning one pub/sub connection, started on first use.
-pub(crate) struct Waiters {
+pub(crate) struct Subscriber {
     /// Where a subscriber connection can be opened: the nodes' addresses, in order. Empty
     /// when every node is a caller-supplied connection: waiting then polls.
-    servers: Vec<Subscribable>,
+    servers: Vec<PubSubSource>,
     connect_timeout: Duration,
     control: Mutex<Option<mpsc::UnboundedSender<Command>>>,
 }
 
-impl std::fmt::Debug for Waiters {
+impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waiters")
+        f.debug_struct("Subscriber")
             .field("servers", &self.servers.len())
             .finish_non_exhaustive()
     }
@@ -94,8 +74,8 @@ impl Drop for Watch {
     }
 }
 
-impl Waiters {
-    pub(crate) fn new(servers: Vec<Subscribable>, connect_timeout: Duration) -> Self {
+impl Subscriber {
+    pub(crate) fn new(servers: Vec<PubSubSource>, connect_timeout: Duration) -> Self {
         Self {
             servers,
             connect_timeout,
@@ -157,13 +137,13 @@ struct Channel {
 /// and dispatches messages until the connection breaks or the client is dropped. Ending drops
 /// every channel's sender, which wakes all waiters with "subscriber gone".
 async fn subscriber(
-    servers: Vec<Subscribable>,
+    servers: Vec<PubSubSource>,
     connect_timeout: Duration,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut connection = None;
     for server in &servers {
-        if let Ok(Some(pubsub)) = tokio::time::timeout(connect_timeout, server.pubsub()).await {
+        if let Ok(Some(pubsub)) = tokio::time::timeout(connect_timeout, server.open()).await {
             connection = Some(pubsub.split());
             break;
         }

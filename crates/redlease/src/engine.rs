@@ -1,0 +1,96 @@
+//! The engine under every primitive: the backends and their quorum, the key prefix, the drift
+//! policy, the renewer and the subscriber. Clients, guards and acquisitions hold it through an
+//! `Arc`; its state changes only through the methods here.
+
+use std::sync::Arc;
+
+use crate::error::{ConfigError, Error};
+use crate::keys::Keys;
+use crate::lease::Lease;
+use crate::outcome::{Lost, ReleaseOutcome};
+use crate::quorum::Quorum;
+use crate::renew::Renewer;
+use crate::subscribe::{Subscriber, Watch};
+use crate::timing::Drift;
+
+#[derive(Debug)]
+pub(crate) struct Engine {
+    quorum: Arc<Quorum>,
+    prefix: String,
+    drift: Drift,
+    renewer: Renewer,
+    subscriber: Subscriber,
+}
+
+impl Engine {
+    pub(crate) fn new(quorum: Quorum, prefix: String, drift: Drift, subscriber: Subscriber) -> Self {
+        let quorum = Arc::new(quorum);
+        Self {
+            renewer: Renewer::new(&quorum, drift),
+            quorum,
+            prefix,
+            drift,
+            subscriber,
+        }
+    }
+
+    pub(crate) fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn drift(&self) -> Drift {
+        self.drift
+    }
+
+    /// The keys of the lock `name` under this client's prefix (validating the name).
+    pub(crate) fn keys(&self, name: &str) -> Result<Keys, ConfigError> {
+        Keys::new(&self.prefix, name)
+    }
+
+    /// Keeps `lease` alive until it is lost or released (its renewal must be started).
+    pub(crate) fn renew(&self, lease: Arc<Lease>) {
+        self.renewer.register(lease);
+    }
+
+    /// Tells the renewer a lease changed (extended by its holder).
+    pub(crate) fn lease_changed(&self) {
+        self.renewer.poke();
+    }
+
+    /// Subscribes to `channel`; `None` when no subscriber connection can be had (the caller
+    /// then polls).
+    pub(crate) async fn watch(&self, channel: &str) -> Option<Watch> {
+        self.subscriber.watch(channel).await
+    }
+
+    /// Gives `lease` back on every backend: its renewal stops at once.
+    pub(crate) async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome, Error> {
+        lease.mark_lost(Lost::Released);
+        self.renewer.poke();
+        self.quorum.release(lease.release_call(), None).await
+    }
+
+    /// Gives `lease` back on the backends in `only` (the grants of a failed round).
+    pub(crate) async fn give_back(&self, lease: &Lease, only: &[usize]) {
+        // Best effort: what is not given back expires after its TTL.
+        let _ = self.quorum.release(lease.release_call(), Some(only)).await;
+    }
+
+    /// Stops renewing `lease` and gives it back in the background, on the current Tokio runtime
+    /// if there is one (otherwise it expires after its TTL). Never blocks.
+    pub(crate) fn release_in_background(self: &Arc<Self>, lease: Arc<Lease>) {
+        lease.mark_lost(Lost::Released);
+        self.renewer.poke();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let engine = self.clone();
+            runtime.spawn(async move {
+                // Best effort: if this fails, the lease expires after its TTL.
+                let _ = engine.quorum.release(lease.release_call(), None).await;
+            });
+        }
+    }
+}
