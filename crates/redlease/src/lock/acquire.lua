@@ -7,17 +7,17 @@
 if redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'NX', 'PX', ARGV[2]) then
   local fence = redis.pcall('INCR', KEYS[2])
   if type(fence) == 'number' and fence > 0 then
-    return reply(DONE, fence)
+    return {DONE, fence, nonce}
   end
   -- Scripts are not rolled back: undo the SET so a failed acquire leaves nothing behind.
   redis.call('DEL', KEYS[1])
-  return wrong_type(2)
+  return {WRONG_TYPE, {2, redis.call('TYPE', KEYS[2]).ok}, nonce}
 end
 if redis.call('TYPE', KEYS[1]).ok ~= 'string' then
-  return wrong_type(1)
+  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
 end
 if string.sub(redis.call('GET', KEYS[1]), 1, #ARGV[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return reply(DONE, tonumber(redis.call('GET', KEYS[2])) or 0)
+  return {DONE, tonumber(redis.call('GET', KEYS[2])) or 0, nonce}
 end
-return reply(HELD, redis.call('PTTL', KEYS[1]))
+return {HELD, redis.call('PTTL', KEYS[1]), nonce}

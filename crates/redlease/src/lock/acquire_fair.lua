@@ -14,7 +14,7 @@ if #stale > 0 then
 end
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'none' and kind ~= 'string' then
-  return wrong_type(1)
+  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
 end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if kind == 'none' and (head == nil or head == ARGV[1]) then
@@ -22,18 +22,18 @@ if kind == 'none' and (head == nil or head == ARGV[1]) then
   local fence = redis.pcall('INCR', KEYS[2])
   if type(fence) ~= 'number' or fence < 1 then
     redis.call('DEL', KEYS[1])
-    return wrong_type(2)
+    return {WRONG_TYPE, {2, redis.call('TYPE', KEYS[2]).ok}, nonce}
   end
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZREM', KEYS[4], ARGV[1])
-  return reply(DONE, fence)
+  return {DONE, fence, nonce}
 end
 if kind == 'string' and string.sub(redis.call('GET', KEYS[1]), 1, #ARGV[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return reply(DONE, tonumber(redis.call('GET', KEYS[2])) or 0)
+  return {DONE, tonumber(redis.call('GET', KEYS[2])) or 0, nonce}
 end
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
   redis.call('ZADD', KEYS[3], string.format('%.0f', tonumber(time[1]) * 1000000 + tonumber(time[2])), ARGV[1])
 end
 redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[3]), ARGV[1])
-return reply(HELD, redis.call('PTTL', KEYS[1]))
+return {HELD, redis.call('PTTL', KEYS[1]), nonce}

@@ -7,4 +7,4 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('PUBLISH', KEYS[1] .. ':released', '')
 end
-return reply(DONE)
+return {DONE, 0, nonce}

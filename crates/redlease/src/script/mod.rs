@@ -230,7 +230,7 @@ pub(crate) fn is_redirect(e: &redis::RedisError) -> bool {
 mod tests {
     use super::*;
 
-    static ECHO: Script = Script::new("return reply(DONE)");
+    static ECHO: Script = Script::new("return {DONE, 0, nonce}");
 
     fn simple_args(cmd: &Cmd) -> Vec<Vec<u8>> {
         cmd.args_iter()
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn every_script_starts_with_the_prelude() {
         assert!(ECHO.source().starts_with(PRELUDE));
-        assert!(ECHO.source().ends_with("return reply(DONE)"));
+        assert!(ECHO.source().ends_with("return {DONE, 0, nonce}"));
         assert_eq!(ECHO.hash().len(), 40);
     }
 
