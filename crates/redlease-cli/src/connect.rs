@@ -203,8 +203,7 @@ impl ServerArgs {
         if let Some(replicas) = self.replicas {
             builder = builder.replicas(
                 replicas,
-                self.replica_timeout
-                    .unwrap_or(DEFAULT_REPLICA_TIMEOUT),
+                self.replica_timeout.unwrap_or(DEFAULT_REPLICA_TIMEOUT),
             );
         }
         builder = builder.eviction_check(match self.eviction_check {

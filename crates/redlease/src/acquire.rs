@@ -28,7 +28,9 @@ pub(crate) trait Claim: Send + Sync + 'static {
         match reply.code {
             Code::Done => Some(Vote::Granted(u64::try_from(reply.number()?).ok()?)),
             Code::Held => Some(Vote::Held(
-                u64::try_from(reply.number()?).ok().map(Duration::from_millis),
+                u64::try_from(reply.number()?)
+                    .ok()
+                    .map(Duration::from_millis),
             )),
             Code::Gone => None,
         }
@@ -126,7 +128,12 @@ impl<C: Claim> Drop for Unclaimed<'_, C> {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let engine = self.engine.clone();
-            runtime.spawn(async move { engine.quorum().broadcast(call, "leaving the wait queue").await });
+            runtime.spawn(async move {
+                engine
+                    .quorum()
+                    .broadcast(call, "leaving the wait queue")
+                    .await
+            });
         }
     }
 }
@@ -258,7 +265,9 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         // before the next attempt, which reuses the token and must not be undone by it.
         let give_back = async {
             if !refused.granted_on.is_empty() {
-                self.engine.give_back(&self.lease, &refused.granted_on).await;
+                self.engine
+                    .give_back(&self.lease, &refused.granted_on)
+                    .await;
             }
         };
         // With several backends, waiters woken by the same release would all send their
@@ -311,13 +320,21 @@ async fn vote<C: Claim>(
 ) -> Vote {
     const CONTEXT: &str = "acquiring a lease";
     let call = claim.attempt(lease, timing);
-    match backend.call(&call, CONTEXT, limit, Durability::Replicated).await {
+    match backend
+        .call(&call, CONTEXT, limit, Durability::Replicated)
+        .await
+    {
         Ok(reply) => claim
             .vote(&reply)
             .unwrap_or_else(|| Vote::Failed(backend.protocol_failure(CONTEXT))),
         Err(Error::Backend(e)) if e.kind() == BackendErrorKind::NotReplicated => {
             let _ = backend
-                .call(&lease.release_call(), "releasing an unreplicated lease", backend.command_timeout(), Durability::Plain)
+                .call(
+                    &lease.release_call(),
+                    "releasing an unreplicated lease",
+                    backend.command_timeout(),
+                    Durability::Plain,
+                )
                 .await;
             Vote::Failed(e)
         }

@@ -23,7 +23,12 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(quorum: Quorum, prefix: String, drift: Drift, subscriber: Subscriber) -> Self {
+    pub(crate) fn new(
+        quorum: Quorum,
+        prefix: String,
+        drift: Drift,
+        subscriber: Subscriber,
+    ) -> Self {
         let quorum = Arc::new(quorum);
         Self {
             renewer: Renewer::new(&quorum, drift),

@@ -161,7 +161,12 @@ impl Lease {
     }
 
     /// Starts renewal bookkeeping for a lease granted by a request sent at `granted_at`.
-    pub(crate) fn start_renewal(&self, timing: LeaseTiming, granted_at: Instant, max_hold: Option<Duration>) {
+    pub(crate) fn start_renewal(
+        &self,
+        timing: LeaseTiming,
+        granted_at: Instant,
+        max_hold: Option<Duration>,
+    ) {
         self.state().renewal = Some(Renewal {
             timing,
             due: timing.renewal_due(granted_at),
@@ -195,7 +200,10 @@ impl Lease {
             };
         };
         let mut renew = None;
-        if !renewal.in_flight && !renewal.capped && renewal.timing.renewal_eligible(renewal.due) <= now {
+        if !renewal.in_flight
+            && !renewal.capped
+            && renewal.timing.renewal_eligible(renewal.due) <= now
+        {
             // The TTL for this renewal, shortened so the lease ends at its hold cap; none once
             // the remaining hold time is too short to be worth a lease.
             let ttl = match renewal.hold_until {
@@ -354,7 +362,13 @@ mod tests {
 
     fn lease() -> Lease {
         let keys = Keys::new("p:", "n").unwrap();
-        Lease::new("n", keys, Token::generate().unwrap(), String::new(), &SCRIPTS)
+        Lease::new(
+            "n",
+            keys,
+            Token::generate().unwrap(),
+            String::new(),
+            &SCRIPTS,
+        )
     }
 
     fn drift() -> Drift {
@@ -375,9 +389,16 @@ mod tests {
             assert!(!lease.extended(long_ago, &timing));
         }
         lease.mark_lost(Lost::Released);
-        assert!(!lease.extended(Instant::now(), &timing), "a lost lease stays lost");
+        assert!(
+            !lease.extended(Instant::now(), &timing),
+            "a lost lease stays lost"
+        );
         lease.mark_lost(Lost::Expired);
-        assert_eq!(lease.lost_reason(), Some(Lost::Released), "the first reason sticks");
+        assert_eq!(
+            lease.lost_reason(),
+            Some(Lost::Released),
+            "the first reason sticks"
+        );
     }
 
     #[test]
@@ -392,11 +413,20 @@ mod tests {
         assert_eq!(early.wake_at, start + Duration::from_secs(1));
         let eligible = lease.plan_renewal(start + Duration::from_millis(600), drift());
         assert_eq!(eligible.renew, Some(timing));
-        assert_eq!(lease.plan_renewal(start + Duration::from_millis(700), drift()).renew, None, "in flight");
+        assert_eq!(
+            lease
+                .plan_renewal(start + Duration::from_millis(700), drift())
+                .renew,
+            None,
+            "in flight"
+        );
         lease.renewal_finished(start + Duration::from_millis(600), &timing, true);
         // 3.5 s in, 0.5 s of the 4 s cap is left: the renewal asks for that only.
         let near_cap = lease.plan_renewal(start + Duration::from_millis(3_500), drift());
-        assert_eq!(near_cap.renew.map(|t| t.ttl), Some(Duration::from_millis(500)));
+        assert_eq!(
+            near_cap.renew.map(|t| t.ttl),
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]

@@ -86,24 +86,24 @@
 
 // Layers, bottom to top: each module imports only those above it in this list (the code map in
 // DESIGN.md says what each owns; `tests/layers.rs` checks it).
-mod outcome;
-mod error;
-mod timing;
-mod keys;
-mod token;
-mod retry;
-mod options;
-mod script;
-mod conn;
-mod backend;
-mod quorum;
-mod lease;
-mod subscribe;
-mod renew;
-mod engine;
 mod acquire;
-mod lock;
+mod backend;
 mod client;
+mod conn;
+mod engine;
+mod error;
+mod keys;
+mod lease;
+mod lock;
+mod options;
+mod outcome;
+mod quorum;
+mod renew;
+mod retry;
+mod script;
+mod subscribe;
+mod timing;
+mod token;
 
 pub use client::{
     Client, ClientBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,

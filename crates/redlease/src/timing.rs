@@ -173,8 +173,14 @@ mod tests {
             Err(ConfigError::TtlNotAboveDrift { .. })
         ));
         assert_eq!(d.lease(ms(3)).map(|t| t.millis), Ok(3));
-        assert_eq!(d.lease(Duration::from_micros(3_001)).map(|t| t.millis), Ok(4));
-        assert_eq!(d.lease(Duration::from_secs(30)).map(|t| t.millis), Ok(30_000));
+        assert_eq!(
+            d.lease(Duration::from_micros(3_001)).map(|t| t.millis),
+            Ok(4)
+        );
+        assert_eq!(
+            d.lease(Duration::from_secs(30)).map(|t| t.millis),
+            Ok(30_000)
+        );
         let huge = Drift::new(0.99).unwrap().lease(MAX_TTL).unwrap();
         assert_eq!(huge.millis, 365 * 24 * 3_600_000);
     }
@@ -195,7 +201,11 @@ mod tests {
         let short = drift().lease(ms(100)).unwrap();
         assert_eq!(short.node_timeout(3), MIN_NODE_TIMEOUT);
         let tiny = Drift::new(0.0).unwrap().lease(ms(5)).unwrap();
-        assert_eq!(tiny.node_timeout(5), tiny.trusted, "never more than the validity");
+        assert_eq!(
+            tiny.node_timeout(5),
+            tiny.trusted,
+            "never more than the validity"
+        );
     }
 
     #[test]

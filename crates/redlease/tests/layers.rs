@@ -20,28 +20,65 @@ const LAYERS: &[(u32, &str, &[&str])] = &[
     (6, "conn", &["error"]),
     (7, "backend", &["conn", "error", "script", "timing"]),
     (8, "quorum", &["backend", "error", "outcome", "script"]),
-    (9, "lease", &["keys", "outcome", "script", "timing", "token"]),
+    (
+        9,
+        "lease",
+        &["keys", "outcome", "script", "timing", "token"],
+    ),
     (10, "subscribe", &["conn"]),
     (11, "renew", &["lease", "quorum", "timing"]),
-    (12, "engine", &["error", "keys", "lease", "outcome", "quorum", "renew", "subscribe", "timing"]),
+    (
+        12,
+        "engine",
+        &[
+            "error",
+            "keys",
+            "lease",
+            "outcome",
+            "quorum",
+            "renew",
+            "subscribe",
+            "timing",
+        ],
+    ),
     (
         13,
         "acquire",
-        &["backend", "engine", "error", "lease", "outcome", "quorum", "retry", "script", "subscribe", "timing"],
+        &[
+            "backend",
+            "engine",
+            "error",
+            "lease",
+            "outcome",
+            "quorum",
+            "retry",
+            "script",
+            "subscribe",
+            "timing",
+        ],
     ),
     (
         14,
         "lock",
         &[
-            "acquire", "backend", "engine", "error", "keys", "lease", "options", "outcome", "quorum", "script",
-            "timing", "token",
+            "acquire", "backend", "engine", "error", "keys", "lease", "options", "outcome",
+            "quorum", "script", "timing", "token",
         ],
     ),
     (
         15,
         "client",
         &[
-            "backend", "conn", "engine", "error", "keys", "lock", "options", "quorum", "retry", "subscribe",
+            "backend",
+            "conn",
+            "engine",
+            "error",
+            "keys",
+            "lock",
+            "options",
+            "quorum",
+            "retry",
+            "subscribe",
             "timing",
         ],
     ),
@@ -57,8 +94,13 @@ fn the_code_map_only_points_downward() {
     assert_eq!(layer.len(), LAYERS.len(), "a module is listed twice");
     for &(l, module, imports) in LAYERS {
         for import in imports {
-            let below = layer.get(import).unwrap_or_else(|| panic!("{module} may import unknown {import}"));
-            assert!(*below < l, "{module} (layer {l}) may not import {import} (layer {below})");
+            let below = layer
+                .get(import)
+                .unwrap_or_else(|| panic!("{module} may import unknown {import}"));
+            assert!(
+                *below < l,
+                "{module} (layer {l}) may not import {import} (layer {below})"
+            );
         }
     }
 }
@@ -77,12 +119,18 @@ fn modules_import_only_what_their_layer_allows() {
     let lib = strip(&std::fs::read_to_string(root.join("lib.rs")).unwrap());
     let modules = top_level_modules(&lib);
     let reexports = root_reexports(&lib);
-    let allowed: BTreeMap<&str, BTreeSet<&str>> =
-        LAYERS.iter().map(|&(_, m, imports)| (m, imports.iter().copied().collect())).collect();
+    let allowed: BTreeMap<&str, BTreeSet<&str>> = LAYERS
+        .iter()
+        .map(|&(_, m, imports)| (m, imports.iter().copied().collect()))
+        .collect();
     let mut violations = Vec::new();
     let mut files = Vec::new();
     collect_rs(&root, &mut files);
-    assert!(files.len() > LAYERS.len(), "found only {} files", files.len());
+    assert!(
+        files.len() > LAYERS.len(),
+        "found only {} files",
+        files.len()
+    );
     for file in files {
         let relative = file.strip_prefix(&root).unwrap().to_path_buf();
         if relative == Path::new("lib.rs") {
@@ -100,11 +148,18 @@ fn modules_import_only_what_their_layer_allows() {
                 continue;
             };
             if target != top && !allowed[top.as_str()].contains(target.as_str()) {
-                violations.push(format!("{} reaches {target} (via crate::{name})", relative.display()));
+                violations.push(format!(
+                    "{} reaches {target} (via crate::{name})",
+                    relative.display()
+                ));
             }
         }
     }
-    assert!(violations.is_empty(), "imports outside the code map:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "imports outside the code map:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
@@ -124,21 +179,35 @@ fn design_md_has_the_same_code_map() {
         let [layer, module, _owns, imports] = cells.as_slice() else {
             continue;
         };
-        let (Ok(layer), Some(module)) = (layer.parse::<u32>(), backticked(module).first().cloned()) else {
+        let (Ok(layer), Some(module)) = (layer.parse::<u32>(), backticked(module).first().cloned())
+        else {
             continue;
         };
         rows.insert(module, (layer, backticked(imports)));
     }
     let expected: BTreeMap<String, (u32, Vec<String>)> = LAYERS
         .iter()
-        .map(|&(l, m, imports)| (m.to_owned(), (l, imports.iter().map(|&i| i.to_owned()).collect())))
+        .map(|&(l, m, imports)| {
+            (
+                m.to_owned(),
+                (l, imports.iter().map(|&i| i.to_owned()).collect()),
+            )
+        })
         .collect();
-    assert_eq!(rows, expected, "DESIGN.md's code map and tests/layers.rs differ");
+    assert_eq!(
+        rows, expected,
+        "DESIGN.md's code map and tests/layers.rs differ"
+    );
 }
 
 /// The names in backticks in a table cell, sorted.
 fn backticked(cell: &str) -> Vec<String> {
-    let mut names: Vec<String> = cell.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    let mut names: Vec<String> = cell
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
     names.sort();
     names
 }
@@ -157,10 +226,17 @@ fn collect_rs(dir: &Path, files: &mut Vec<PathBuf>) {
 /// The top-level module a file belongs to, and how deep its own module is (`lock/mod.rs`: 1,
 /// `lock/guard.rs`: 2), for resolving `super::`.
 fn module_of(relative: &Path) -> (String, usize) {
-    let parts: Vec<String> = relative.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let parts: Vec<String> = relative
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let top = parts[0].trim_end_matches(".rs").to_owned();
     let last = parts.last().unwrap();
-    let depth = if last == "mod.rs" { parts.len() - 1 } else { parts.len() };
+    let depth = if last == "mod.rs" {
+        parts.len() - 1
+    } else {
+        parts.len()
+    };
     (top, depth)
 }
 
@@ -169,7 +245,9 @@ fn top_level_modules(lib: &str) -> BTreeSet<String> {
     lib.lines()
         .filter_map(|line| {
             let line = line.trim();
-            let rest = line.strip_prefix("pub(crate) mod ").or_else(|| line.strip_prefix("mod "))?;
+            let rest = line
+                .strip_prefix("pub(crate) mod ")
+                .or_else(|| line.strip_prefix("mod "))?;
             Some(rest.strip_suffix(';')?.trim().to_owned())
         })
         .collect()
@@ -186,7 +264,10 @@ fn root_reexports(lib: &str) -> BTreeMap<String, String> {
         let Some((module, items)) = path.split_once("::") else {
             continue;
         };
-        for item in items.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|s| !s.is_empty()) {
+        for item in items
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|s| !s.is_empty())
+        {
             map.insert(item.to_owned(), module.trim().to_owned());
         }
     }
@@ -307,7 +388,10 @@ fn strip(source: &str) -> String {
                     i += 1;
                 }
             }
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && (i == 0 || !chars[i - 1].is_alphanumeric()) {
+        } else if c == 'r'
+            && (next == Some('"') || next == Some('#'))
+            && (i == 0 || !chars[i - 1].is_alphanumeric())
+        {
             // A raw string: r"…" or r#"…"#.
             let mut j = i + 1;
             let mut hashes = 0;
@@ -375,10 +459,14 @@ fn the_scanner_finds_every_kind_of_path() {
     );
     assert_eq!(crate_paths(&code, 2), ["a", "c", "d", "g", "i", "k"]);
     assert_eq!(crate_paths(&code, 3), ["a", "c", "d", "g", "i"]);
-    assert_eq!(module_of(Path::new("lock/guard.rs")), ("lock".to_owned(), 2));
+    assert_eq!(
+        module_of(Path::new("lock/guard.rs")),
+        ("lock".to_owned(), 2)
+    );
     assert_eq!(module_of(Path::new("lock/mod.rs")), ("lock".to_owned(), 1));
     assert_eq!(module_of(Path::new("engine.rs")), ("engine".to_owned(), 1));
-    let exports = root_reexports("pub use lock::{Guard, LockInfo};\npub use token::Token;\npub use redis;");
+    let exports =
+        root_reexports("pub use lock::{Guard, LockInfo};\npub use token::Token;\npub use redis;");
     assert_eq!(exports["Guard"], "lock");
     assert_eq!(exports["Token"], "token");
 }

@@ -59,7 +59,12 @@ impl Deployment {
         let connection = self.connection();
         let mut handle = connection.handle();
         connection
-            .bounded(cx.node, cx.what, (cx.limit, cx.command_timeout), cmd.query_async(&mut handle))
+            .bounded(
+                cx.node,
+                cx.what,
+                (cx.limit, cx.command_timeout),
+                cmd.query_async(&mut handle),
+            )
             .await
     }
 
@@ -72,7 +77,12 @@ impl Deployment {
         let connection = self.connection();
         let mut handle = connection.handle();
         connection
-            .bounded(cx.node, cx.what, (cx.limit, cx.command_timeout), pipe.query_async(&mut handle))
+            .bounded(
+                cx.node,
+                cx.what,
+                (cx.limit, cx.command_timeout),
+                pipe.query_async(&mut handle),
+            )
             .await
     }
 
@@ -111,7 +121,11 @@ impl Deployment {
     /// On a Cluster each `SCRIPT LOAD` is sent alone, which the cluster client sends to every
     /// node (a pipeline would reach one node only); a node that cannot be reached is not an
     /// error there (it gets a script by `EVAL` when it needs it), a denied permission is.
-    pub(crate) async fn load_scripts(&self, scripts: &[&'static Script], cx: Context<'_>) -> Result<(), Error> {
+    pub(crate) async fn load_scripts(
+        &self,
+        scripts: &[&'static Script],
+        cx: Context<'_>,
+    ) -> Result<(), Error> {
         match self {
             Self::Server(_) => {
                 let mut pipe = redis::pipe();
@@ -178,7 +192,8 @@ impl Deployment {
                 let mut cursor = 0u64;
                 loop {
                     let reply = self.send(&scan_cmd(cursor, pattern), cx).await?;
-                    cursor = scan_page(reply, &mut keys).ok_or_else(|| cx.error(BackendErrorKind::Protocol))?;
+                    cursor = scan_page(reply, &mut keys)
+                        .ok_or_else(|| cx.error(BackendErrorKind::Protocol))?;
                     if cursor == 0 {
                         return Ok(keys);
                     }
@@ -186,8 +201,15 @@ impl Deployment {
             }
             Self::Cluster { cluster, .. } => {
                 let mut cluster = cluster.clone();
-                let all_primaries = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-                let pinged = bounded(cx.node, cx.what, cx.command_timeout, cluster.route_command(redis::cmd("PING"), all_primaries)).await?;
+                let all_primaries =
+                    RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let pinged = bounded(
+                    cx.node,
+                    cx.what,
+                    cx.command_timeout,
+                    cluster.route_command(redis::cmd("PING"), all_primaries),
+                )
+                .await?;
                 let Value::Map(primaries) = pinged else {
                     return Err(cx.error(BackendErrorKind::Protocol));
                 };
@@ -205,8 +227,15 @@ impl Deployment {
                             host: host.clone(),
                             port,
                         });
-                        let reply = bounded(cx.node, cx.what, cx.command_timeout, cluster.route_command(scan_cmd(cursor, pattern), route)).await?;
-                        cursor = scan_page(reply, &mut keys).ok_or_else(|| cx.error(BackendErrorKind::Protocol))?;
+                        let reply = bounded(
+                            cx.node,
+                            cx.what,
+                            cx.command_timeout,
+                            cluster.route_command(scan_cmd(cursor, pattern), route),
+                        )
+                        .await?;
+                        cursor = scan_page(reply, &mut keys)
+                            .ok_or_else(|| cx.error(BackendErrorKind::Protocol))?;
                         if cursor == 0 {
                             break;
                         }
@@ -221,7 +250,11 @@ impl Deployment {
 /// `SCAN cursor MATCH pattern COUNT 1000`.
 fn scan_cmd(cursor: u64, pattern: &str) -> Cmd {
     let mut cmd = redis::cmd("SCAN");
-    cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000);
     cmd
 }
 

@@ -90,7 +90,10 @@ impl Backend {
     /// Replaces the connection after an error that may leave it out of step.
     fn replace_after(&self, error: &Error) {
         if let Error::Backend(e) = error
-            && matches!(e.kind(), BackendErrorKind::Timeout | BackendErrorKind::Protocol)
+            && matches!(
+                e.kind(),
+                BackendErrorKind::Timeout | BackendErrorKind::Protocol
+            )
         {
             self.deployment.connection().replace();
         }
@@ -116,7 +119,11 @@ impl Backend {
     }
 
     /// Loads `scripts` (see [`Deployment::load_scripts`]).
-    pub(crate) async fn load_scripts(&self, scripts: &[&'static Script], limit: Duration) -> Result<(), Error> {
+    pub(crate) async fn load_scripts(
+        &self,
+        scripts: &[&'static Script],
+        limit: Duration,
+    ) -> Result<(), Error> {
         let cx = self.context("loading scripts", limit);
         self.deployment.load_scripts(scripts, cx).await
     }
@@ -133,19 +140,29 @@ impl Backend {
         durability: Durability,
     ) -> Result<Reply, Error> {
         let cx = self.context(context, limit);
-        let replicas = self.replicas.filter(|_| durability == Durability::Replicated);
+        let replicas = self
+            .replicas
+            .filter(|_| durability == Durability::Replicated);
         let mut retry: Option<Cmd> = None;
         loop {
             let cmd = retry.as_ref().unwrap_or_else(|| call.cmd());
             let sent = match replicas {
-                None => self.deployment.send(cmd, cx).await.map(|value| (value, None)),
+                None => self
+                    .deployment
+                    .send(cmd, cx)
+                    .await
+                    .map(|value| (value, None)),
                 Some(replicas) => {
                     let mut pipe = redis::pipe();
-                    pipe.ignore_errors().add_command(cmd.clone()).add_command(replicas.wait_cmd(limit));
+                    pipe.ignore_errors()
+                        .add_command(cmd.clone())
+                        .add_command(replicas.wait_cmd(limit));
                     match self.deployment.send_pipeline(&pipe, cx).await {
                         Ok(replies) => match <[RedisResult<Value>; 2]>::try_from(replies) {
                             Ok([reply, acked]) => reply
-                                .map_err(|e| BackendError::from_redis(&self.label, context, e).into())
+                                .map_err(|e| {
+                                    BackendError::from_redis(&self.label, context, e).into()
+                                })
                                 .map(|value| (value, Some(acked))),
                             Err(_) => Err(self.protocol_error(context)),
                         },
@@ -204,11 +221,15 @@ impl Backend {
         durability: Durability,
     ) -> Result<Vec<Result<Reply, Error>>, Error> {
         if let Deployment::Cluster { .. } = self.deployment {
-            let each = calls.iter().map(|call| self.call(call, context, limit, durability));
+            let each = calls
+                .iter()
+                .map(|call| self.call(call, context, limit, durability));
             return Ok(futures_util::future::join_all(each).await);
         }
         let cx = self.context(context, limit);
-        let replicas = self.replicas.filter(|_| durability == Durability::Replicated);
+        let replicas = self
+            .replicas
+            .filter(|_| durability == Durability::Replicated);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for call in calls {

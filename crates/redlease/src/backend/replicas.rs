@@ -35,7 +35,12 @@ impl Replicas {
     }
 
     /// The error for a write on `node` that only `acked` replicas acknowledged.
-    pub(crate) fn not_replicated(self, node: &str, context: &'static str, acked: u32) -> BackendError {
+    pub(crate) fn not_replicated(
+        self,
+        node: &str,
+        context: &'static str,
+        acked: u32,
+    ) -> BackendError {
         BackendError::not_replicated(node, context, acked, self.wanted)
     }
 }

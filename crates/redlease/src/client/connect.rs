@@ -269,7 +269,11 @@ async fn reject_duplicates(addresses: &[Address], resolve_timeout: Duration) -> 
 
 /// Reads every backend's eviction policy and warns about, or refuses, servers that may evict
 /// lock keys (see [`EvictionCheck`]). Backends that cannot be reached now are skipped.
-async fn check_eviction(quorum: &Quorum, check: EvictionCheck, limit: Duration) -> Result<(), Error> {
+async fn check_eviction(
+    quorum: &Quorum,
+    check: EvictionCheck,
+    limit: Duration,
+) -> Result<(), Error> {
     if check == EvictionCheck::Off {
         return Ok(());
     }

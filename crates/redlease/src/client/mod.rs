@@ -42,7 +42,10 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("servers", &self.engine.quorum().labels().collect::<Vec<_>>())
+            .field(
+                "servers",
+                &self.engine.quorum().labels().collect::<Vec<_>>(),
+            )
             .field("prefix", &self.engine.prefix())
             .field("drift_factor", &self.engine.drift().factor())
             .finish_non_exhaustive()
@@ -130,7 +133,12 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn try_acquire(&self, name: &str, ttl: Duration) -> Result<Guard, Error> {
-        lock::acquire(&self.engine, name, &LockOptions::new(ttl).retry(Retry::none())).await
+        lock::acquire(
+            &self.engine,
+            name,
+            &LockOptions::new(ttl).retry(Retry::none()),
+        )
+        .await
     }
 
     /// Takes the lease on `name`, retrying as `options` say while it is held by someone else.

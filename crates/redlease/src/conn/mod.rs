@@ -80,7 +80,10 @@ impl Connection {
 
     /// A connection redlease opened, which times its commands out by itself and can be
     /// replaced by `reopen()`.
-    pub(crate) fn owned<C>(connection: C, reopen: impl Fn() -> Option<C> + Send + Sync + 'static) -> Self
+    pub(crate) fn owned<C>(
+        connection: C,
+        reopen: impl Fn() -> Option<C> + Send + Sync + 'static,
+    ) -> Self
     where
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {

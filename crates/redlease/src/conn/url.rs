@@ -58,8 +58,16 @@ impl Address {
 
     /// Whether `other` is the same server and database, given where each points (see
     /// [`resolve`](Self::resolve)).
-    pub(crate) fn same_server(&self, points_to: &[String], other: &Self, other_points_to: &[String]) -> bool {
-        self.db == other.db && points_to.iter().any(|address| other_points_to.contains(address))
+    pub(crate) fn same_server(
+        &self,
+        points_to: &[String],
+        other: &Self,
+        other_points_to: &[String],
+    ) -> bool {
+        self.db == other.db
+            && points_to
+                .iter()
+                .any(|address| other_points_to.contains(address))
     }
 
     /// Where the address points: `host:port` as written, and the socket addresses the host

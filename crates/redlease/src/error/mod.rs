@@ -174,4 +174,3 @@ impl From<BackendError> for Error {
         Self::Backend(e)
     }
 }
-

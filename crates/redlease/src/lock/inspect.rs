@@ -99,7 +99,11 @@ async fn view(backend: &Backend, keys: &Keys) -> Result<NodeView, Error> {
     let read = |reply: RedisResult<Value>, key: &str| match reply {
         Ok(value) => Ok(value),
         Err(e) if e.code() == Some("WRONGTYPE") => Err(Refusal::WrongType(key.to_owned())),
-        Err(e) => Err(Refusal::Backend(BackendError::from_redis(backend.label(), CONTEXT, e))),
+        Err(e) => Err(Refusal::Backend(BackendError::from_redis(
+            backend.label(),
+            CONTEXT,
+            e,
+        ))),
     };
     let decoded = (|| {
         let value: Option<String> = parse(read(value, &keys.lock)?)?;
@@ -230,7 +234,9 @@ pub(crate) async fn force_release(engine: &Engine, name: &str) -> Result<Option<
         async move {
             let call = scripts::force_release(&keys);
             let limit = backend.command_timeout();
-            let reply = backend.call(&call, CONTEXT, limit, Durability::Plain).await?;
+            let reply = backend
+                .call(&call, CONTEXT, limit, Durability::Plain)
+                .await?;
             scripts::deleted(&reply).map_err(|()| backend.protocol_failure(CONTEXT).into())
         }
     });

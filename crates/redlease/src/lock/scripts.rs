@@ -26,10 +26,7 @@ pub(crate) static ALL: [&Script; 7] = [
 ];
 
 /// How a lock's lease is extended and released.
-pub(crate) static HOLD: HoldScripts = HoldScripts {
-    extend,
-    release,
-};
+pub(crate) static HOLD: HoldScripts = HoldScripts { extend, release };
 
 /// `SET NX PX` and the fence increment (see `acquire.lua`); replies as the default
 /// [`Claim::vote`](crate::acquire::Claim::vote) reads them.

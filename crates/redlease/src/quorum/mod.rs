@@ -15,8 +15,8 @@ use crate::backend::{Backend, Durability};
 use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::outcome::ReleaseOutcome;
 use crate::script::{Call, Script};
-pub(crate) use decide::{Extended, Refused, Vote};
 use decide::{AcquireVotes, ExtendVotes, ReleaseVotes, Successes, in_time, majority};
+pub(crate) use decide::{Extended, Refused, Vote};
 
 /// The independent backends a client spreads its leases over.
 #[derive(Debug)]
@@ -139,7 +139,12 @@ impl Quorum {
     }
 
     /// Turns a majority's grants into a lease: reconciles fences, then checks validity.
-    async fn confirm<R, RFut>(&self, granted: &[(usize, u64)], raise: R, valid_until: Instant) -> Round
+    async fn confirm<R, RFut>(
+        &self,
+        granted: &[(usize, u64)],
+        raise: R,
+        valid_until: Instant,
+    ) -> Round
     where
         R: Fn(Arc<Backend>, u64, Duration) -> RFut,
         RFut: Future<Output = Result<(), Error>> + Send + 'static,
@@ -229,7 +234,12 @@ impl Quorum {
                 match &reply {
                     Ok(per_lease) => {
                         if let Some(outcome) = per_lease.get(index) {
-                            lease.count(outcome.as_ref().map(crate::script::Reply::ownership).map_err(Clone::clone));
+                            lease.count(
+                                outcome
+                                    .as_ref()
+                                    .map(crate::script::Reply::ownership)
+                                    .map_err(Clone::clone),
+                            );
                         }
                     }
                     Err(e) => lease.count(Err(e.clone())),
@@ -255,8 +265,7 @@ impl Quorum {
         only: Option<&[usize]>,
     ) -> Result<ReleaseOutcome, Error> {
         const CONTEXT: &str = "releasing a lease";
-        let targets: Vec<usize> =
-            only.map_or_else(|| (0..self.len()).collect(), <[usize]>::to_vec);
+        let targets: Vec<usize> = only.map_or_else(|| (0..self.len()).collect(), <[usize]>::to_vec);
         let call = Arc::new(call);
         let mut replies = self.fan_out(targets, |backend| {
             let call = call.clone();

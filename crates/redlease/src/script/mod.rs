@@ -121,8 +121,8 @@ impl Call {
         if echoed != Some(self.nonce) {
             return Err(Unreadable::OutOfStep);
         }
-        let [Value::Int(code), detail] = <[Value; 2]>::try_from(items)
-            .map_err(|_| Unreadable::Malformed)?
+        let [Value::Int(code), detail] =
+            <[Value; 2]>::try_from(items).map_err(|_| Unreadable::Malformed)?
         else {
             return Err(Unreadable::Malformed);
         };

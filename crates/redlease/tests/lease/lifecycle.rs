@@ -95,10 +95,7 @@ async fn release_after_expiry_with_no_other_holder_reports_expired() {
     let (_server, client) = setup().await;
     let guard = client.try_acquire("gone", ms(50)).await.unwrap();
     tokio::time::sleep(ms(120)).await;
-    assert_eq!(
-        guard.release().await.unwrap(),
-        ReleaseOutcome::Expired
-    );
+    assert_eq!(guard.release().await.unwrap(), ReleaseOutcome::Expired);
 }
 
 #[tokio::test]

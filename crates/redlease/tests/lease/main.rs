@@ -65,7 +65,9 @@ pub(crate) fn config_error<T: std::fmt::Debug>(
 /// outcome.
 pub(crate) fn not_replicated<T>(result: &Result<T, redlease::Error>) -> Option<(u32, u32)> {
     match result {
-        Err(redlease::Error::Backend(e)) if e.kind() == redlease::BackendErrorKind::NotReplicated => {
+        Err(redlease::Error::Backend(e))
+            if e.kind() == redlease::BackendErrorKind::NotReplicated =>
+        {
             e.replicas()
         }
         _ => None,

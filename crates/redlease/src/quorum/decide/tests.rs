@@ -68,7 +68,11 @@ fn an_unreachable_minority_does_not_stop_a_grant() {
 
 #[test]
 fn held_by_enough_nodes_is_contention_with_the_longest_hold() {
-    let votes = [Vote::Held(Some(ms(5))), Vote::Granted(1), Vote::Held(Some(ms(9)))];
+    let votes = [
+        Vote::Held(Some(ms(5))),
+        Vote::Granted(1),
+        Vote::Held(Some(ms(9))),
+    ];
     let refused = run(3, &votes).unwrap_err();
     assert!(matches!(
         refused.error,
@@ -76,7 +80,12 @@ fn held_by_enough_nodes_is_contention_with_the_longest_hold() {
     ));
     assert_eq!(refused.granted_on, vec![1], "the grant is given back");
     let unknown = run(1, &[Vote::Held(None)]).unwrap_err();
-    assert!(matches!(unknown.error, Error::Contended { remaining_ttl: None }));
+    assert!(matches!(
+        unknown.error,
+        Error::Contended {
+            remaining_ttl: None
+        }
+    ));
 }
 
 #[test]
@@ -139,13 +148,19 @@ fn extensions_decide_early_and_report_why_a_lease_is_lost() {
     let mut votes = ExtendVotes::new(3);
     votes.count(Ok(Err(Lost::Expired)));
     votes.count(Ok(Err(Lost::HeldByOther)));
-    assert!(matches!(votes.decided(), Some(Extended::Lost(Lost::HeldByOther))));
+    assert!(matches!(
+        votes.decided(),
+        Some(Extended::Lost(Lost::HeldByOther))
+    ));
 
     let mut votes = ExtendVotes::new(3);
     votes.count(Ok(Ok(())));
     votes.count(Err(Error::Backend(down())));
     votes.count(Ok(Err(Lost::Expired)));
-    assert!(matches!(votes.outcome(), Extended::Failed(Error::NoQuorum { .. })));
+    assert!(matches!(
+        votes.outcome(),
+        Extended::Failed(Error::NoQuorum { .. })
+    ));
 }
 
 #[test]
