@@ -8,7 +8,6 @@ use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use redlease_testkit::RedisServer;
@@ -16,38 +15,16 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 
-use crate::connect::ServerArgs;
+use crate::cli::{DemoArgs, DemoStepArgs};
 use crate::duration::{human, percentile};
-use crate::{EXIT_LEASE_LOST, EXIT_NOT_ACQUIRED, EXIT_UNAVAILABLE, Failure, duration_arg};
+use crate::exit::{EXIT_LEASE_LOST, EXIT_NOT_ACQUIRED, EXIT_UNAVAILABLE, Failure};
+use crate::settings::{Deployment, PASSWORD_ENV, Password, Servers};
 
 /// The lock the demo's workers share.
 const LOCK: &str = "demo:report";
 /// The workers' lease TTL: short, so that pauses outlast it quickly.
 const TTL: &str = "1s";
 const TTL_DURATION: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
-    /// How long the demo runs.
-    #[arg(long, value_name = "DUR", value_parser = duration_arg, default_value = "50s")]
-    duration: Duration,
-    /// How many worker processes contend for the lock.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=32))]
-    workers: u16,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct StepArgs {
-    /// Where the demo's resource listens.
-    #[arg(long)]
-    resource: String,
-    /// Which worker runs this step.
-    #[arg(long)]
-    worker: u16,
-    /// How long the work takes.
-    #[arg(long)]
-    work_ms: u64,
-}
 
 /// The fenced resource: it accepts a write only with the largest fencing token it has seen,
 /// and notices critical sections that overlap.
@@ -128,12 +105,11 @@ impl Resource {
 }
 
 pub(crate) async fn demo(
-    servers: &ServerArgs,
+    servers: &Servers,
     args: DemoArgs,
     quiet: bool,
 ) -> Result<ExitCode, Failure> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::internal(format!("cannot find the redlease binary: {e}")))?;
+    let exe = crate::run::own_executable();
     let (mut local, urls) = demo_servers(servers)?;
     let say = |line: String| {
         if !quiet {
@@ -169,6 +145,7 @@ pub(crate) async fn demo(
         prefix: servers.prefix.clone(),
         resource: address,
         stop_at,
+        password: servers.password.clone(),
         exits: Arc::default(),
         quiet,
     });
@@ -231,22 +208,23 @@ enum Fault {
 }
 
 /// Our own Redis servers unless told otherwise: three nodes, so a Redlock quorum survives one
-/// being killed. Returns the local servers (to keep alive and hurt) and the URLs to use.
-fn demo_servers(servers: &ServerArgs) -> Result<(Vec<RedisServer>, Vec<String>), Failure> {
-    if servers.given() && servers.redis.is_empty() {
-        return Err(Failure::usage(
+/// being killed. Returns the local servers (to keep alive and hurt) and the URLs to use (as
+/// given: the workers get the password, if any, through their environment, not their argv).
+fn demo_servers(servers: &Servers) -> Result<(Vec<RedisServer>, Vec<String>), Failure> {
+    match &servers.deployment {
+        Deployment::Nodes { urls, given: true } => Ok((Vec::new(), urls.clone())),
+        Deployment::Nodes { given: false, .. } => {
+            let local = redlease_testkit::start_nodes(3).map_err(|e| Failure {
+                code: EXIT_UNAVAILABLE,
+                message: format!("cannot start local Redis servers: {e}"),
+            })?;
+            let urls = local.iter().map(RedisServer::url).collect();
+            Ok((local, urls))
+        }
+        Deployment::Cluster(_) | Deployment::Sentinel { .. } => Err(Failure::usage(
             "the demo runs on its own local servers or on --redis servers, not on a Cluster or Sentinel",
-        ));
+        )),
     }
-    if !servers.redis.is_empty() {
-        return Ok((Vec::new(), servers.urls()?));
-    }
-    let local = redlease_testkit::start_nodes(3).map_err(|e| Failure {
-        code: EXIT_UNAVAILABLE,
-        message: format!("cannot start local Redis servers: {e}"),
-    })?;
-    let urls = local.iter().map(RedisServer::url).collect();
-    Ok((local, urls))
 }
 
 /// When to hurt what, as fractions of the run: kill a node at 20%, bring it back at 40%,
@@ -324,6 +302,7 @@ struct Crew {
     prefix: String,
     resource: String,
     stop_at: Instant,
+    password: Option<Password>,
     exits: Arc<Mutex<HashMap<u8, u64>>>,
     quiet: bool,
 }
@@ -367,6 +346,9 @@ async fn work(crew: Arc<Crew>, worker: u16) {
                 Stdio::piped()
             })
             .env_remove("REDLEASE_REDIS");
+        if let Some(password) = &crew.password {
+            command.env(PASSWORD_ENV, password.expose());
+        }
         let code = match command.spawn() {
             Ok(mut child) => {
                 if let Some(stderr) = child.stderr.take() {
@@ -453,7 +435,7 @@ async fn session(stream: TcpStream, id: u64, resource: Shared) {
 }
 
 /// `redlease demo-step`: the command each worker runs under the lease.
-pub(crate) async fn step(args: StepArgs) -> Result<ExitCode, Failure> {
+pub(crate) async fn step(args: DemoStepArgs) -> Result<ExitCode, Failure> {
     let fence: u64 = std::env::var("REDLEASE_FENCE")
         .ok()
         .and_then(|f| f.parse().ok())
