@@ -34,14 +34,18 @@ struct Resource {
     highest_fence: u64,
     accepted: u64,
     rejected: u64,
-    /// Open critical sections: connection id → (worker, fence, command pid, `redlease run` pid).
+    /// Open critical sections, by connection id.
     open: HashMap<u64, Section>,
+    /// Every command and guardian process seen: none may be left at the end.
+    processes: HashSet<i32>,
     /// Sections that overlapped another, by what was going on then.
     overlaps: HashMap<String, u64>,
     /// Overlaps while no fault was active: the lock failed.
     violations: u64,
-    /// Fences of holders the demo paused past their TTL: their sections may overlap the next
-    /// holder's (that is what fencing is for); any other overlap is a failure of the lock.
+    /// Fences of holders the demo froze whole (`redlease run`, guardian and command) past their
+    /// TTL: their sections may overlap the next holder's (that is what fencing is for); any
+    /// other overlap is a failure of the lock — also after killing or stopping a holder's
+    /// `redlease run` alone, which its guardian must make up for.
     paused: HashSet<u64>,
     sections: u64,
     last_end: Option<Instant>,
@@ -53,8 +57,10 @@ struct Resource {
 struct Section {
     worker: u16,
     fence: u64,
+    /// The command's pid.
     pid: i32,
-    run_pid: i32,
+    /// Its guardian's pid.
+    guardian: i32,
 }
 
 type Shared = Arc<Mutex<Resource>>;
@@ -71,16 +77,17 @@ impl Resource {
                 .values()
                 .find(|open| self.paused.contains(&open.fence));
             let cause = if let Some(open) = paused {
-                format!("holder paused past its TTL (fence {})", open.fence)
+                format!("holder frozen past its TTL (fence {})", open.fence)
             } else {
                 self.violations += 1;
-                "no paused holder (a violation)".to_owned()
+                "no frozen holder (a violation)".to_owned()
             };
             *self.overlaps.entry(cause).or_default() += 1;
         } else if let Some(end) = self.last_end {
             self.gaps.push(end.elapsed());
         }
         self.highest_fence = self.highest_fence.max(section.fence);
+        self.processes.extend([section.pid, section.guardian]);
         self.open.insert(connection, section);
         self.sections += 1;
         self.holder = Some((section.worker, section.fence));
@@ -146,6 +153,7 @@ pub(crate) async fn demo(
         resource: address,
         stop_at,
         password: servers.password.clone(),
+        runs: Mutex::default(),
         exits: Arc::default(),
         quiet,
     });
@@ -160,7 +168,7 @@ pub(crate) async fn demo(
         let elapsed = started.elapsed();
         while faults.first().is_some_and(|(at, _)| *at <= elapsed) {
             let (_, fault) = faults.remove(0);
-            let note = inject(fault, &mut local, &resource).await;
+            let note = inject(fault, &mut local, &resource, &crew).await;
             say(format!("[{:>4}] fault: {note}", human(elapsed)));
             fault_log.push(note);
         }
@@ -189,10 +197,11 @@ pub(crate) async fn demo(
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let view = lock(&resource);
-    let report = report(&view, &exits, &fault_log, started.elapsed(), urls.len());
+    let left = left_behind(&view.processes).await;
+    let report = report(&view, &exits, &fault_log, &left, started.elapsed(), urls.len());
     println!("{report}");
     drop(local);
-    let ok = view.violations == 0 && view.sections > 0;
+    let ok = view.violations == 0 && view.sections > 0 && left.is_empty();
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -204,7 +213,12 @@ pub(crate) async fn demo(
 enum Fault {
     KillNode,
     RestartNode,
-    PauseHolder,
+    /// SIGSTOP the holder's `redlease run`, guardian and command: a frozen machine.
+    FreezeHolder,
+    /// SIGKILL the holder's `redlease run`.
+    KillRun,
+    /// SIGSTOP the holder's `redlease run` alone.
+    StopRun,
 }
 
 /// Our own Redis servers unless told otherwise: three nodes, so a Redlock quorum survives one
@@ -227,13 +241,15 @@ fn demo_servers(servers: &Servers) -> Result<(Vec<RedisServer>, Vec<String>), Fa
     }
 }
 
-/// When to hurt what, as fractions of the run: kill a node at 20%, bring it back at 40%,
-/// pause the holder at 50% and 75%.
+/// When to hurt what, as fractions of the run: kill a node at 20%, bring it back at 40%; kill a
+/// holder's `redlease run` at 30%, stop one at 65%; freeze a whole holder at 50% and 80%.
 fn schedule(args: &DemoArgs, own_servers: bool) -> Vec<(Duration, Fault)> {
     let at = |share: f64| args.duration.mul_f64(share);
     let mut plan = vec![
-        (at(0.5), Fault::PauseHolder),
-        (at(0.75), Fault::PauseHolder),
+        (at(0.3), Fault::KillRun),
+        (at(0.5), Fault::FreezeHolder),
+        (at(0.65), Fault::StopRun),
+        (at(0.8), Fault::FreezeHolder),
     ];
     if own_servers {
         plan.extend([(at(0.2), Fault::KillNode), (at(0.4), Fault::RestartNode)]);
@@ -243,55 +259,125 @@ fn schedule(args: &DemoArgs, own_servers: bool) -> Vec<(Duration, Fault)> {
 }
 
 /// Injects one fault; returns a description of it.
-async fn inject(fault: Fault, local: &mut [RedisServer], resource: &Shared) -> String {
-    match fault {
+async fn inject(fault: Fault, local: &mut [RedisServer], resource: &Shared, crew: &Crew) -> String {
+    let pause = TTL_DURATION * 5 / 2;
+    let (section, run) = match fault {
         Fault::KillNode => {
             if let Some(node) = local.last_mut() {
                 node.kill();
             }
-            "killed Redis node 3 (two of three remain: a majority)".to_owned()
+            return "killed Redis node 3 (two of three remain: a majority)".to_owned();
         }
-        Fault::RestartNode => match local.last_mut().map(RedisServer::restart) {
-            Some(Ok(())) => "restarted Redis node 3 (empty: no persistence)".to_owned(),
-            Some(Err(e)) => format!("could not restart Redis node 3: {e}"),
-            None => "no node to restart".to_owned(),
-        },
-        Fault::PauseHolder => {
-            // Catch a holder inside its critical section (between commands nobody is).
-            let mut section = None;
-            for _ in 0..50 {
-                section = lock(resource).open.values().next().copied();
-                if section.is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let Some(section) = section else {
-                return "wanted to pause the holder, but nobody held the lock for a second"
-                    .to_owned();
+        Fault::RestartNode => {
+            return match local.last_mut().map(RedisServer::restart) {
+                Some(Ok(())) => "restarted Redis node 3 (empty: no persistence)".to_owned(),
+                Some(Err(e)) => format!("could not restart Redis node 3: {e}"),
+                None => "no node to restart".to_owned(),
             };
-            let pause = TTL_DURATION * 5 / 2;
-            let what = format!(
-                "paused worker {}'s `redlease run` and its command (fence {}) for {} — longer than the {TTL} lease",
-                section.worker,
-                section.fence,
+        }
+        Fault::FreezeHolder | Fault::KillRun | Fault::StopRun => {
+            match holder(resource, crew).await {
+                Some(found) => found,
+                None => {
+                    return format!(
+                        "wanted to hurt the holder ({fault:?}), but nobody held the lock for a second"
+                    );
+                }
+            }
+        }
+    };
+    let (worker, fence) = (section.worker, section.fence);
+    let (guardian, command) = (Pid::from_raw(section.guardian), Pid::from_raw(section.pid));
+    match fault {
+        Fault::KillRun => {
+            let _ = kill(run, Signal::SIGKILL);
+            format!(
+                "killed worker {worker}'s `redlease run` (SIGKILL, fence {fence}): its guardian must end the command before the lease passes on"
+            )
+        }
+        Fault::StopRun => {
+            let _ = kill(run, Signal::SIGSTOP);
+            tokio::spawn(async move {
+                tokio::time::sleep(pause).await;
+                let _ = kill(run, Signal::SIGCONT);
+            });
+            format!(
+                "stopped worker {worker}'s `redlease run` alone (fence {fence}) for {}: its guardian must end the command before the lease runs out",
                 human(pause)
-            );
-            lock(resource).paused.insert(section.fence);
-            let (run, command) = (Pid::from_raw(section.run_pid), Pid::from_raw(section.pid));
-            for pid in [run, command] {
+            )
+        }
+        _ => {
+            lock(resource).paused.insert(fence);
+            for pid in [run, guardian, command] {
                 let _ = kill(pid, Signal::SIGSTOP);
             }
             tokio::spawn(async move {
                 tokio::time::sleep(pause).await;
-                // The command wakes first and writes before its `redlease run` notices the lost
-                // lease: the write fencing must refuse.
+                // The command wakes first and writes before anything notices the lost lease:
+                // the write fencing must refuse.
                 let _ = kill(command, Signal::SIGCONT);
                 tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = kill(guardian, Signal::SIGCONT);
                 let _ = kill(run, Signal::SIGCONT);
             });
-            what
+            format!(
+                "froze worker {worker}'s `redlease run`, guardian and command (fence {fence}) for {} — longer than the {TTL} lease",
+                human(pause)
+            )
         }
+    }
+}
+
+/// Catches a holder inside its critical section (between commands nobody is): its section and
+/// its `redlease run` process.
+async fn holder(resource: &Shared, crew: &Crew) -> Option<(Section, Pid)> {
+    for _ in 0..50 {
+        let section = {
+            let view = lock(resource);
+            // The newest section not frozen by an earlier fault.
+            view.open
+                .values()
+                .filter(|open| !view.paused.contains(&open.fence))
+                .max_by_key(|open| open.fence)
+                .copied()
+        };
+        if let Some(section) = section {
+            let runs = crew.runs.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(&run) = runs.get(&section.worker) {
+                return Some((section, Pid::from_raw(run)));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The processes (commands and guardians) still running a little after the workers finished.
+async fn left_behind(processes: &HashSet<i32>) -> Vec<i32> {
+    let running = || {
+        processes
+            .iter()
+            .copied()
+            .filter(|&pid| is_running(Pid::from_raw(pid)))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..20 {
+        if running().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running()
+}
+
+/// Whether `pid` runs (a zombie, waiting for a parent to collect it, does not).
+fn is_running(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => !cfg!(target_os = "linux") && kill(pid, None).is_ok(),
     }
 }
 
@@ -303,6 +389,8 @@ struct Crew {
     resource: String,
     stop_at: Instant,
     password: Option<Password>,
+    /// Each worker's current `redlease run` process.
+    runs: Mutex<HashMap<u16, i32>>,
     exits: Arc<Mutex<HashMap<u8, u64>>>,
     quiet: bool,
 }
@@ -351,6 +439,12 @@ async fn work(crew: Arc<Crew>, worker: u16) {
         }
         let code = match command.spawn() {
             Ok(mut child) => {
+                if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+                    crew.runs
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(worker, pid);
+                }
                 if let Some(stderr) = child.stderr.take() {
                     tokio::spawn(relay(stderr, worker));
                 }
@@ -391,7 +485,7 @@ async fn serve(listener: TcpListener, resource: Shared) {
     }
 }
 
-/// One critical section: `BEGIN worker fence pid run_pid`, `WRITE fence`, `END`. A
+/// One critical section: `BEGIN worker fence pid guardian_pid`, `WRITE fence`, `END`. A
 /// connection that closes (its command was killed) ends the section too.
 async fn session(stream: TcpStream, id: u64, resource: Shared) {
     let (read, mut write) = stream.into_split();
@@ -410,7 +504,7 @@ async fn session(stream: TcpStream, id: u64, resource: Shared) {
                     worker: u16::try_from(number(1)).unwrap_or(0),
                     fence: number(2),
                     pid: i32::try_from(number(3)).unwrap_or(0),
-                    run_pid: i32::try_from(number(4)).unwrap_or(0),
+                    guardian: i32::try_from(number(4)).unwrap_or(0),
                 };
                 lock(&resource).begin(id, section);
                 "OK"
@@ -455,8 +549,8 @@ pub(crate) async fn step(args: DemoStepArgs) -> Result<ExitCode, Failure> {
         Ok(replies.next_line().await.ok().flatten().unwrap_or_default())
     };
     let pid = std::process::id();
-    let run_pid = nix::unistd::getppid();
-    say(format!("BEGIN {} {fence} {pid} {run_pid}", args.worker)).await?;
+    let guardian = nix::unistd::getppid();
+    say(format!("BEGIN {} {fence} {pid} {guardian}", args.worker)).await?;
     tokio::time::sleep(Duration::from_millis(args.work_ms)).await;
     let verdict = say(format!("WRITE {fence}")).await?;
     say("END".to_owned()).await?;
@@ -471,6 +565,7 @@ fn report(
     view: &Resource,
     exits: &HashMap<u8, u64>,
     faults: &[String],
+    left: &[i32],
     elapsed: Duration,
     nodes: usize,
 ) -> String {
@@ -529,13 +624,22 @@ fn report(
     let verdict = match (view.violations, view.overlaps.is_empty()) {
         (0, true) => "",
         (0, false) => {
-            " (overlaps only while a holder was paused past its TTL; fencing rejected its late writes)"
+            " (overlaps only while a holder was frozen past its TTL; fencing rejected its late writes)"
         }
         _ => " — THE LOCK FAILED",
     };
     line(format!(
         "mutual-exclusion violations      {}{verdict}",
         view.violations
+    ));
+    line(format!(
+        "processes left running           {}{}",
+        left.len(),
+        if left.is_empty() {
+            String::new()
+        } else {
+            format!(" — pids {left:?}")
+        }
     ));
     out
 }

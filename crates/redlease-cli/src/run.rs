@@ -388,14 +388,19 @@ impl Supervisor {
                 info!(signal = %signal, "the command was stopped; the lease is still renewed");
             }
             Report::Ending(Ending::Deadline) => {
+                let remaining = self.guard.remaining();
                 let why = format!(
-                    "the lease on {:?} ends in {} and is not being renewed{}",
+                    "the lease on {:?} {} and is not being renewed ({})",
                     self.settings.name,
-                    human(self.guard.remaining()),
-                    if self.settings.max_hold.is_some() {
-                        " (maximum hold time, or Redis unreachable)"
+                    if remaining.is_zero() {
+                        "ran out".to_owned()
                     } else {
-                        " (Redis unreachable, or redlease was stopped)"
+                        format!("ends in {}", human(remaining))
+                    },
+                    if self.settings.max_hold.is_some() {
+                        "maximum hold time, Redis unreachable, or redlease stopped"
+                    } else {
+                        "Redis unreachable, or redlease stopped"
                     }
                 );
                 self.end(why);
