@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use redlease::{Client, LockOptions, Retry};
 
-use crate::settings::Servers;
-use crate::duration::{human, percentile};
 use crate::cli::BenchArgs;
+use crate::duration::{human, percentile};
 use crate::exit::Failure;
+use crate::settings::Servers;
 
 pub(crate) async fn bench(servers: &Servers, args: BenchArgs) -> Result<ExitCode, Failure> {
     let client = servers.connect().await?;

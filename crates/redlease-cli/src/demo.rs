@@ -196,9 +196,17 @@ pub(crate) async fn demo(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let processes = lock(&resource).processes.clone();
+    let left = left_behind(&processes).await;
     let view = lock(&resource);
-    let left = left_behind(&view.processes).await;
-    let report = report(&view, &exits, &fault_log, &left, started.elapsed(), urls.len());
+    let report = report(
+        &view,
+        &exits,
+        &fault_log,
+        &left,
+        started.elapsed(),
+        urls.len(),
+    );
     println!("{report}");
     drop(local);
     let ok = view.violations == 0 && view.sections > 0 && left.is_empty();

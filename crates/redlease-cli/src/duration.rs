@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(human(Duration::from_secs(245)), "4m 5s");
         assert_eq!(human(Duration::from_mins(90)), "1h 30m");
         assert_eq!(human(Duration::from_micros(250)), "250us");
-        assert_eq!(human(Duration::from_nanos(1_499_000)), "1ms");
+        assert_eq!(human(Duration::from_micros(1_499)), "1ms");
         assert_eq!(human(Duration::ZERO), "0s");
     }
 

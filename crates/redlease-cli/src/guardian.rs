@@ -33,6 +33,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::cli::GuardianArgs;
 use crate::exit::{EXIT_CANNOT_EXECUTE, EXIT_INTERNAL, EXIT_NOT_FOUND};
 
+/// The SIGKILL comes this share of the grace (at most [`MAX_KILL_MARGIN`]) before the deadline,
+/// so that a guardian woken late by a busy machine still acts before the key expires (the
+/// deadline's own margin, the drift allowance, is only about 1 % of the TTL).
+const KILL_MARGIN_SHARE: u32 = 10;
+const MAX_KILL_MARGIN: Duration = Duration::from_millis(50);
+
 /// How often the last SIGKILL is repeated while descendants remain (a process forking as it
 /// was being killed leaves a child the previous round did not see).
 const KILL_REPEAT: Duration = Duration::from_millis(20);
@@ -90,7 +96,10 @@ impl Order {
                 .parse()
                 .ok()
                 .map(|nanos| Self::Deadline(Duration::from_nanos(nanos))),
-            ("start", Some(terminal)) => terminal.parse().ok().map(|terminal| Self::Start { terminal }),
+            ("start", Some(terminal)) => terminal
+                .parse()
+                .ok()
+                .map(|terminal| Self::Start { terminal }),
             ("stop", None) => Some(Self::Stop),
             _ => None,
         }
@@ -118,7 +127,10 @@ impl Report {
     pub(crate) fn decode(line: &str) -> Option<Self> {
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
         match word {
-            "started" => rest.parse().ok().map(|pid| Self::Started(Pid::from_raw(pid))),
+            "started" => rest
+                .parse()
+                .ok()
+                .map(|pid| Self::Started(Pid::from_raw(pid))),
             "failed" => {
                 let (code, message) = rest.split_once(' ')?;
                 Some(Self::Failed {
@@ -165,7 +177,10 @@ pub(crate) fn main(args: GuardianArgs) -> ExitCode {
     }
 }
 
-#[allow(unsafe_code, reason = "taking ownership of the inherited socket descriptor")]
+#[allow(
+    unsafe_code,
+    reason = "taking ownership of the inherited socket descriptor"
+)]
 async fn guard(args: GuardianArgs) -> u8 {
     // SAFETY: `redlease run` opened this descriptor for us and passed its number; nothing else
     // in this process owns it.
@@ -262,7 +277,7 @@ async fn guard(args: GuardianArgs) -> u8 {
                     }
                 } else {
                     orders_open = false;
-                    let kill_at = watch.deadline.min(Instant::now() + watch.grace);
+                    let kill_at = watch.kill_deadline().min(Instant::now() + watch.grace);
                     watch.begin_ending(Ending::Orphaned, kill_at).await;
                 }
             },
@@ -283,7 +298,10 @@ fn instant_at(monotonic: Duration) -> Instant {
 /// Starts the command as the leader of a new process group; with `terminal`, that group is
 /// made the terminal's foreground before the command runs, so that its first read of the
 /// terminal does not stop it.
-#[allow(unsafe_code, reason = "pre_exec: the command's group takes the terminal before exec")]
+#[allow(
+    unsafe_code,
+    reason = "pre_exec: the command's group takes the terminal before exec"
+)]
 fn spawn(args: &GuardianArgs, terminal: bool) -> io::Result<Pid> {
     let (program, rest) = args
         .command
@@ -310,7 +328,10 @@ fn spawn(args: &GuardianArgs, terminal: bool) -> io::Result<Pid> {
 
 /// In the command's process, before exec: its group takes the terminal's foreground. A
 /// background process may do so only with SIGTTOU blocked; failing, the command runs anyway.
-#[allow(unsafe_code, reason = "borrowing stdin's descriptor without std's buffered handle")]
+#[allow(
+    unsafe_code,
+    reason = "borrowing stdin's descriptor without std's buffered handle"
+)]
 fn take_foreground() {
     use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
     let mut ttou = SigSet::empty();
@@ -392,6 +413,12 @@ impl Watch {
         self.status.is_some() && !self.children_left
     }
 
+    /// The latest moment for SIGKILL: just before the lease's deadline.
+    fn kill_deadline(&self) -> Instant {
+        let margin = (self.grace / KILL_MARGIN_SHARE).min(MAX_KILL_MARGIN);
+        self.deadline.checked_sub(margin).unwrap_or(self.deadline)
+    }
+
     fn exit_code(&self) -> u8 {
         self.status.unwrap_or(EXIT_INTERNAL)
     }
@@ -401,7 +428,10 @@ impl Watch {
     fn next_step(&self) -> Instant {
         match self.ending {
             Some(kill_at) => kill_at,
-            None => self.deadline.checked_sub(self.grace).unwrap_or(self.deadline),
+            None => self
+                .deadline
+                .checked_sub(self.grace)
+                .unwrap_or(self.deadline),
         }
     }
 
@@ -410,8 +440,8 @@ impl Watch {
             self.signal_all(Signal::SIGKILL);
             self.ending = Some(Instant::now() + KILL_REPEAT);
         } else {
-            let deadline = self.deadline;
-            self.begin_ending(Ending::Deadline, deadline).await;
+            let kill_at = self.kill_deadline();
+            self.begin_ending(Ending::Deadline, kill_at).await;
         }
     }
 
@@ -431,8 +461,7 @@ impl Watch {
     fn signal_all(&self, signal: Signal) {
         let family = descendants(nix::unistd::getpid());
         // The group's id may be reused once the group is empty; on Linux we know whether it is.
-        if !cfg!(target_os = "linux") || family.iter().any(|&(_, group)| group == self.command)
-        {
+        if !cfg!(target_os = "linux") || family.iter().any(|&(_, group)| group == self.command) {
             let _ = killpg(self.command, signal);
         }
         for (pid, _) in family {
@@ -466,7 +495,7 @@ impl Watch {
             }
         }
         if self.status.is_some() && self.children_left {
-            let kill_at = self.deadline.min(Instant::now() + self.grace);
+            let kill_at = self.kill_deadline().min(Instant::now() + self.grace);
             self.begin_ending(Ending::Leftovers, kill_at).await;
         }
     }
@@ -530,7 +559,12 @@ mod tests {
         let me = nix::unistd::getpid();
         let found = descendants(me);
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        assert!(found.iter().any(|&(p, g)| p == pid && g == nix::unistd::getpgrp()), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|&(p, g)| p == pid && g == nix::unistd::getpgrp()),
+            "{found:?}"
+        );
         child.kill().expect("kill");
         child.wait().expect("wait");
     }

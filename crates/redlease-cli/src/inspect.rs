@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use redlease::LockInfo;
 use serde_json::json;
 
+use crate::duration::human;
 use crate::exit::Failure;
 use crate::settings::Servers;
-use crate::duration::human;
 
 pub(crate) async fn status(
     servers: &Servers,

@@ -43,7 +43,12 @@ fn main() -> ExitCode {
     let cli = match cli.command {
         Command::Guardian(args) => return guardian::main(args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "redlease", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "redlease",
+                &mut std::io::stdout(),
+            );
             return ExitCode::SUCCESS;
         }
         Command::Man { dir } => return man_page(dir.as_deref()),

@@ -170,9 +170,14 @@ struct Guardian {
 impl Guardian {
     /// Starts the guardian with the command's environment, tells it the deadline, and has it
     /// start the command (in the terminal's foreground if redlease has it).
-    #[allow(unsafe_code, reason = "pre_exec: the guardian inherits its end of the socket")]
+    #[allow(
+        unsafe_code,
+        reason = "pre_exec: the guardian inherits its end of the socket"
+    )]
     async fn start(settings: &RunSettings, guard: &Guard) -> Result<Self, Failure> {
-        let cannot = |e: std::io::Error| Failure::internal(format!("cannot start the guardian process: {e}"));
+        let cannot = |e: std::io::Error| {
+            Failure::internal(format!("cannot start the guardian process: {e}"))
+        };
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(cannot)?;
         ours.set_nonblocking(true).map_err(cannot)?;
         let ours = tokio::net::UnixStream::from_std(ours).map_err(cannot)?;
@@ -203,7 +208,10 @@ impl Guardian {
         unsafe {
             command.pre_exec(move || {
                 let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
-                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )?;
                 Ok(())
             });
         }
@@ -349,7 +357,8 @@ impl Supervisor {
             self.on_report(&report);
         }
         terminal::take_back(self.guardian.group);
-        let status = status.map_err(|e| Failure::internal(format!("cannot wait for the guardian: {e}")))?;
+        let status =
+            status.map_err(|e| Failure::internal(format!("cannot wait for the guardian: {e}")))?;
         self.after_guardian(status).await;
         let name = self.settings.name.clone();
         if let Ok(outcome) = self.guard.release().await
@@ -444,7 +453,8 @@ impl Supervisor {
         match self.client.inspect(&self.settings.name).await {
             Ok(info) => {
                 let ours = self.guard.token().fingerprint();
-                info.holder.is_some_and(|holder| holder.token_fingerprint == ours)
+                info.holder
+                    .is_some_and(|holder| holder.token_fingerprint == ours)
                     && self.guard.is_held()
             }
             Err(error) => {
@@ -460,7 +470,9 @@ impl Supervisor {
         let Some(signal) = status.signal() else {
             return;
         };
-        self.end(format!("the guardian process was killed by signal {signal}"));
+        self.end(format!(
+            "the guardian process was killed by signal {signal}"
+        ));
         let _ = killpg(self.guardian.group, Signal::SIGTERM);
         let _ = killpg(self.guardian.group, Signal::SIGCONT);
         tokio::time::sleep(self.settings.kill_grace.min(self.guard.remaining())).await;

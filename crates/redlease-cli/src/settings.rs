@@ -87,10 +87,9 @@ impl Servers {
             }
         };
         let tls_client = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some((
-                read_file(cert, "--tls-cert")?,
-                read_file(key, "--tls-key")?,
-            )),
+            (Some(cert), Some(key)) => {
+                Some((read_file(cert, "--tls-cert")?, read_file(key, "--tls-key")?))
+            }
             _ => None,
         };
         Ok(Self {
@@ -311,7 +310,10 @@ mod tests {
     #[test]
     fn passwords_are_inserted_and_escaped() {
         let with = |url, password| with_password(url, Some(password)).unwrap();
-        assert_eq!(with("redis://h:1/2", "p@ss word"), "redis://:p%40ss%20word@h:1/2");
+        assert_eq!(
+            with("redis://h:1/2", "p@ss word"),
+            "redis://:p%40ss%20word@h:1/2"
+        );
         assert_eq!(with("redis://alice@h", "pw"), "redis://alice:pw@h");
         assert_eq!(with("redis://:own@h", "pw"), "redis://:own@h");
         assert_eq!(with_password("redis://h", None).unwrap(), "redis://h");
@@ -323,7 +325,10 @@ mod tests {
     fn the_kill_grace_defaults_to_five_seconds_or_half_the_ttl() {
         let secs = Duration::from_secs;
         assert_eq!(kill_grace(secs(15), None).unwrap(), secs(5));
-        assert_eq!(kill_grace(secs(3), None).unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            kill_grace(secs(3), None).unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(kill_grace(secs(3), Some(secs(1))).unwrap(), secs(1));
         assert_eq!(kill_grace(secs(4), Some(secs(2))).unwrap(), secs(2));
         let refused = kill_grace(secs(3), Some(secs(2))).unwrap_err();

@@ -38,7 +38,10 @@ pub(crate) fn take_back(group: Pid) {
 /// so that the shell sees its job stopped; returns once something continues it. In an
 /// orphaned process group (no job-control shell above) the kernel discards such a stop, and
 /// this returns at once.
-#[allow(unsafe_code, reason = "sigaction: the default disposition for the time of the stop")]
+#[allow(
+    unsafe_code,
+    reason = "sigaction: the default disposition for the time of the stop"
+)]
 pub(crate) fn stop_self(signal: Signal) {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, raise, sigaction};
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
