@@ -135,3 +135,51 @@ fn processes_the_command_leaves_behind_are_ended_before_the_lease_is_released() 
         "the background sleep outlived the lease"
     );
 }
+
+#[test]
+fn signals_sent_to_redlease_reach_the_command_once_and_redlease_survives_them() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, ready) = (dir.path().join("log"), dir.path().join("ready"));
+    let script = format!(
+        "for s in INT HUP QUIT USR1 USR2 WINCH; do trap \"echo $s >> {log}\" $s; done; \
+         trap 'echo TERM >> {log}; exit 0' TERM; touch {ready}; \
+         while :; do sleep 0.05; done",
+        log = log.display(),
+        ready = ready.display()
+    );
+    let run = redlease(&[&server])
+        .args(["run", "forwarded", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || ready.exists()));
+    let sent = [
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ];
+    for (n, forwarded) in sent.into_iter().enumerate() {
+        signal(run.id(), forwarded);
+        assert!(
+            eventually(Duration::from_secs(5), || std::fs::read_to_string(&log)
+                .is_ok_and(|text| text.lines().count() > n)),
+            "{forwarded} not forwarded"
+        );
+    }
+    signal(run.id(), Signal::SIGTERM);
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let names: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        names,
+        ["INT", "HUP", "QUIT", "USR1", "USR2", "WINCH", "TERM"]
+    );
+}

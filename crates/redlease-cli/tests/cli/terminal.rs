@@ -169,6 +169,21 @@ fn on_a_terminal_the_command_has_the_foreground_and_job_control_stops_and_resume
         != 'T'
         && state_of(redlease) != 'T'));
 
+    // SIGTSTP sent to redlease itself is forwarded: both stop again, and `fg` resumes both.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(redlease),
+        nix::sys::signal::Signal::SIGTSTP,
+    )
+    .unwrap();
+    shell.expect("Stopped");
+    assert!(eventually(Duration::from_secs(2), || state_of(command)
+        == 'T'
+        && state_of(redlease) == 'T'));
+    shell.line("fg");
+    assert!(eventually(Duration::from_secs(5), || state_of(command)
+        != 'T'
+        && state_of(redlease) != 'T'));
+
     // Ctrl-C reaches it, once.
     std::thread::sleep(Duration::from_millis(200));
     shell.keys(b"\x03");
