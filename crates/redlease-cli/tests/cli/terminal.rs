@@ -218,7 +218,7 @@ fn on_a_terminal_the_command_has_the_foreground_and_job_control_stops_and_resume
     wait_until_free(&server, "suspended", Duration::from_secs(5));
     assert_eq!(running(&[command]), [], "the command outlived the lease");
     shell.line("fg");
-    shell.expect("not being renewed");
+    shell.expect("stopping the command");
     shell.line("echo status-$?");
     shell.expect("status-79");
 }
