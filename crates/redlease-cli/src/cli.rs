@@ -118,6 +118,7 @@ pub(crate) struct ServerArgs {
         value_name = "NAME",
         global = true,
         env = "REDLEASE_SENTINEL_SERVICE",
+        hide_env_values = true,
         help_heading = SERVERS
     )]
     pub(crate) sentinel_service: Option<String>,
