@@ -137,7 +137,7 @@ fn on_a_terminal_the_command_has_the_foreground_and_job_control_stops_and_resume
     .unwrap();
     let run = |ttl: &str, name: &str, job: &Path| {
         format!(
-            "{} --redis {} run --ttl {ttl} --kill-grace 500ms {name} -- sh {}",
+            "{} --redis {} -vv run --ttl {ttl} --kill-grace 500ms {name} -- sh {}",
             env!("CARGO_BIN_EXE_redlease"),
             server.url(),
             job.display()
