@@ -4,22 +4,15 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use redlease::{Client, LockOptions, Retry};
 
-use crate::connect::ServerArgs;
+use crate::cli::BenchArgs;
 use crate::duration::{human, percentile};
-use crate::{Failure, duration_arg};
+use crate::exit::Failure;
+use crate::settings::Servers;
 
-#[derive(Debug, Args)]
-pub(crate) struct BenchArgs {
-    /// How long each measurement runs.
-    #[arg(long, value_name = "DUR", value_parser = duration_arg, default_value = "3s")]
-    duration: Duration,
-}
-
-pub(crate) async fn bench(servers: &ServerArgs, args: BenchArgs) -> Result<ExitCode, Failure> {
-    let client = servers.client().await?;
+pub(crate) async fn bench(servers: &Servers, args: BenchArgs) -> Result<ExitCode, Failure> {
+    let client = servers.connect().await?;
     let name = format!("bench:{}", std::process::id());
     println!(
         "redlease bench against {} node(s), {} per measurement",

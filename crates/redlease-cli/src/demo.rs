@@ -8,7 +8,6 @@ use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use redlease_testkit::RedisServer;
@@ -16,38 +15,16 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 
-use crate::connect::ServerArgs;
+use crate::cli::{DemoArgs, DemoStepArgs};
 use crate::duration::{human, percentile};
-use crate::{EXIT_LEASE_LOST, EXIT_NOT_ACQUIRED, EXIT_UNAVAILABLE, Failure, duration_arg};
+use crate::exit::{EXIT_LEASE_LOST, EXIT_NOT_ACQUIRED, EXIT_UNAVAILABLE, Failure};
+use crate::settings::{Deployment, PASSWORD_ENV, Password, Servers};
 
 /// The lock the demo's workers share.
 const LOCK: &str = "demo:report";
 /// The workers' lease TTL: short, so that pauses outlast it quickly.
 const TTL: &str = "1s";
 const TTL_DURATION: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
-    /// How long the demo runs.
-    #[arg(long, value_name = "DUR", value_parser = duration_arg, default_value = "50s")]
-    duration: Duration,
-    /// How many worker processes contend for the lock.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=32))]
-    workers: u16,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct StepArgs {
-    /// Where the demo's resource listens.
-    #[arg(long)]
-    resource: String,
-    /// Which worker runs this step.
-    #[arg(long)]
-    worker: u16,
-    /// How long the work takes.
-    #[arg(long)]
-    work_ms: u64,
-}
 
 /// The fenced resource: it accepts a write only with the largest fencing token it has seen,
 /// and notices critical sections that overlap.
@@ -57,14 +34,18 @@ struct Resource {
     highest_fence: u64,
     accepted: u64,
     rejected: u64,
-    /// Open critical sections: connection id → (worker, fence, command pid, `redlease run` pid).
+    /// Open critical sections, by connection id.
     open: HashMap<u64, Section>,
+    /// Every command and guardian process seen: none may be left at the end.
+    processes: HashSet<i32>,
     /// Sections that overlapped another, by what was going on then.
     overlaps: HashMap<String, u64>,
     /// Overlaps while no fault was active: the lock failed.
     violations: u64,
-    /// Fences of holders the demo paused past their TTL: their sections may overlap the next
-    /// holder's (that is what fencing is for); any other overlap is a failure of the lock.
+    /// Fences of holders the demo froze whole (`redlease run`, guardian and command) past their
+    /// TTL: their sections may overlap the next holder's (that is what fencing is for); any
+    /// other overlap is a failure of the lock — also after killing or stopping a holder's
+    /// `redlease run` alone, which its guardian must make up for.
     paused: HashSet<u64>,
     sections: u64,
     last_end: Option<Instant>,
@@ -76,8 +57,10 @@ struct Resource {
 struct Section {
     worker: u16,
     fence: u64,
+    /// The command's pid.
     pid: i32,
-    run_pid: i32,
+    /// Its guardian's pid.
+    guardian: i32,
 }
 
 type Shared = Arc<Mutex<Resource>>;
@@ -94,16 +77,17 @@ impl Resource {
                 .values()
                 .find(|open| self.paused.contains(&open.fence));
             let cause = if let Some(open) = paused {
-                format!("holder paused past its TTL (fence {})", open.fence)
+                format!("holder frozen past its TTL (fence {})", open.fence)
             } else {
                 self.violations += 1;
-                "no paused holder (a violation)".to_owned()
+                "no frozen holder (a violation)".to_owned()
             };
             *self.overlaps.entry(cause).or_default() += 1;
         } else if let Some(end) = self.last_end {
             self.gaps.push(end.elapsed());
         }
         self.highest_fence = self.highest_fence.max(section.fence);
+        self.processes.extend([section.pid, section.guardian]);
         self.open.insert(connection, section);
         self.sections += 1;
         self.holder = Some((section.worker, section.fence));
@@ -128,12 +112,11 @@ impl Resource {
 }
 
 pub(crate) async fn demo(
-    servers: &ServerArgs,
+    servers: &Servers,
     args: DemoArgs,
     quiet: bool,
 ) -> Result<ExitCode, Failure> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::internal(format!("cannot find the redlease binary: {e}")))?;
+    let exe = crate::run::own_executable();
     let (mut local, urls) = demo_servers(servers)?;
     let say = |line: String| {
         if !quiet {
@@ -169,6 +152,8 @@ pub(crate) async fn demo(
         prefix: servers.prefix.clone(),
         resource: address,
         stop_at,
+        password: servers.password.clone(),
+        runs: Mutex::default(),
         exits: Arc::default(),
         quiet,
     });
@@ -183,7 +168,7 @@ pub(crate) async fn demo(
         let elapsed = started.elapsed();
         while faults.first().is_some_and(|(at, _)| *at <= elapsed) {
             let (_, fault) = faults.remove(0);
-            let note = inject(fault, &mut local, &resource).await;
+            let note = inject(fault, &mut local, &resource, &crew).await;
             say(format!("[{:>4}] fault: {note}", human(elapsed)));
             fault_log.push(note);
         }
@@ -211,11 +196,20 @@ pub(crate) async fn demo(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let processes = lock(&resource).processes.clone();
+    let left = left_behind(&processes).await;
     let view = lock(&resource);
-    let report = report(&view, &exits, &fault_log, started.elapsed(), urls.len());
+    let report = report(
+        &view,
+        &exits,
+        &fault_log,
+        &left,
+        started.elapsed(),
+        urls.len(),
+    );
     println!("{report}");
     drop(local);
-    let ok = view.violations == 0 && view.sections > 0;
+    let ok = view.violations == 0 && view.sections > 0 && left.is_empty();
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -227,35 +221,43 @@ pub(crate) async fn demo(
 enum Fault {
     KillNode,
     RestartNode,
-    PauseHolder,
+    /// SIGSTOP the holder's `redlease run`, guardian and command: a frozen machine.
+    FreezeHolder,
+    /// SIGKILL the holder's `redlease run`.
+    KillRun,
+    /// SIGSTOP the holder's `redlease run` alone.
+    StopRun,
 }
 
 /// Our own Redis servers unless told otherwise: three nodes, so a Redlock quorum survives one
-/// being killed. Returns the local servers (to keep alive and hurt) and the URLs to use.
-fn demo_servers(servers: &ServerArgs) -> Result<(Vec<RedisServer>, Vec<String>), Failure> {
-    if servers.given() && servers.redis.is_empty() {
-        return Err(Failure::usage(
+/// being killed. Returns the local servers (to keep alive and hurt) and the URLs to use (as
+/// given: the workers get the password, if any, through their environment, not their argv).
+fn demo_servers(servers: &Servers) -> Result<(Vec<RedisServer>, Vec<String>), Failure> {
+    match &servers.deployment {
+        Deployment::Nodes { urls, given: true } => Ok((Vec::new(), urls.clone())),
+        Deployment::Nodes { given: false, .. } => {
+            let local = redlease_testkit::start_nodes(3).map_err(|e| Failure {
+                code: EXIT_UNAVAILABLE,
+                message: format!("cannot start local Redis servers: {e}"),
+            })?;
+            let urls = local.iter().map(RedisServer::url).collect();
+            Ok((local, urls))
+        }
+        Deployment::Cluster(_) | Deployment::Sentinel { .. } => Err(Failure::usage(
             "the demo runs on its own local servers or on --redis servers, not on a Cluster or Sentinel",
-        ));
+        )),
     }
-    if !servers.redis.is_empty() {
-        return Ok((Vec::new(), servers.urls()?));
-    }
-    let local = redlease_testkit::start_nodes(3).map_err(|e| Failure {
-        code: EXIT_UNAVAILABLE,
-        message: format!("cannot start local Redis servers: {e}"),
-    })?;
-    let urls = local.iter().map(RedisServer::url).collect();
-    Ok((local, urls))
 }
 
-/// When to hurt what, as fractions of the run: kill a node at 20%, bring it back at 40%,
-/// pause the holder at 50% and 75%.
+/// When to hurt what, as fractions of the run: kill a node at 20%, bring it back at 40%; kill a
+/// holder's `redlease run` at 30%, stop one at 65%; freeze a whole holder at 50% and 80%.
 fn schedule(args: &DemoArgs, own_servers: bool) -> Vec<(Duration, Fault)> {
     let at = |share: f64| args.duration.mul_f64(share);
     let mut plan = vec![
-        (at(0.5), Fault::PauseHolder),
-        (at(0.75), Fault::PauseHolder),
+        (at(0.3), Fault::KillRun),
+        (at(0.5), Fault::FreezeHolder),
+        (at(0.65), Fault::StopRun),
+        (at(0.8), Fault::FreezeHolder),
     ];
     if own_servers {
         plan.extend([(at(0.2), Fault::KillNode), (at(0.4), Fault::RestartNode)]);
@@ -265,55 +267,125 @@ fn schedule(args: &DemoArgs, own_servers: bool) -> Vec<(Duration, Fault)> {
 }
 
 /// Injects one fault; returns a description of it.
-async fn inject(fault: Fault, local: &mut [RedisServer], resource: &Shared) -> String {
-    match fault {
+async fn inject(fault: Fault, local: &mut [RedisServer], resource: &Shared, crew: &Crew) -> String {
+    let pause = TTL_DURATION * 5 / 2;
+    let (section, run) = match fault {
         Fault::KillNode => {
             if let Some(node) = local.last_mut() {
                 node.kill();
             }
-            "killed Redis node 3 (two of three remain: a majority)".to_owned()
+            return "killed Redis node 3 (two of three remain: a majority)".to_owned();
         }
-        Fault::RestartNode => match local.last_mut().map(RedisServer::restart) {
-            Some(Ok(())) => "restarted Redis node 3 (empty: no persistence)".to_owned(),
-            Some(Err(e)) => format!("could not restart Redis node 3: {e}"),
-            None => "no node to restart".to_owned(),
-        },
-        Fault::PauseHolder => {
-            // Catch a holder inside its critical section (between commands nobody is).
-            let mut section = None;
-            for _ in 0..50 {
-                section = lock(resource).open.values().next().copied();
-                if section.is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let Some(section) = section else {
-                return "wanted to pause the holder, but nobody held the lock for a second"
-                    .to_owned();
+        Fault::RestartNode => {
+            return match local.last_mut().map(RedisServer::restart) {
+                Some(Ok(())) => "restarted Redis node 3 (empty: no persistence)".to_owned(),
+                Some(Err(e)) => format!("could not restart Redis node 3: {e}"),
+                None => "no node to restart".to_owned(),
             };
-            let pause = TTL_DURATION * 5 / 2;
-            let what = format!(
-                "paused worker {}'s `redlease run` and its command (fence {}) for {} — longer than the {TTL} lease",
-                section.worker,
-                section.fence,
+        }
+        Fault::FreezeHolder | Fault::KillRun | Fault::StopRun => {
+            match holder(resource, crew).await {
+                Some(found) => found,
+                None => {
+                    return format!(
+                        "wanted to hurt the holder ({fault:?}), but nobody held the lock for a second"
+                    );
+                }
+            }
+        }
+    };
+    let (worker, fence) = (section.worker, section.fence);
+    let (guardian, command) = (Pid::from_raw(section.guardian), Pid::from_raw(section.pid));
+    match fault {
+        Fault::KillRun => {
+            let _ = kill(run, Signal::SIGKILL);
+            format!(
+                "killed worker {worker}'s `redlease run` (SIGKILL, fence {fence}): its guardian must end the command before the lease passes on"
+            )
+        }
+        Fault::StopRun => {
+            let _ = kill(run, Signal::SIGSTOP);
+            tokio::spawn(async move {
+                tokio::time::sleep(pause).await;
+                let _ = kill(run, Signal::SIGCONT);
+            });
+            format!(
+                "stopped worker {worker}'s `redlease run` alone (fence {fence}) for {}: its guardian must end the command before the lease runs out",
                 human(pause)
-            );
-            lock(resource).paused.insert(section.fence);
-            let (run, command) = (Pid::from_raw(section.run_pid), Pid::from_raw(section.pid));
-            for pid in [run, command] {
+            )
+        }
+        _ => {
+            lock(resource).paused.insert(fence);
+            for pid in [run, guardian, command] {
                 let _ = kill(pid, Signal::SIGSTOP);
             }
             tokio::spawn(async move {
                 tokio::time::sleep(pause).await;
-                // The command wakes first and writes before its `redlease run` notices the lost
-                // lease: the write fencing must refuse.
+                // The command wakes first and writes before anything notices the lost lease:
+                // the write fencing must refuse.
                 let _ = kill(command, Signal::SIGCONT);
                 tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = kill(guardian, Signal::SIGCONT);
                 let _ = kill(run, Signal::SIGCONT);
             });
-            what
+            format!(
+                "froze worker {worker}'s `redlease run`, guardian and command (fence {fence}) for {} — longer than the {TTL} lease",
+                human(pause)
+            )
         }
+    }
+}
+
+/// Catches a holder inside its critical section (between commands nobody is): its section and
+/// its `redlease run` process.
+async fn holder(resource: &Shared, crew: &Crew) -> Option<(Section, Pid)> {
+    for _ in 0..50 {
+        let section = {
+            let view = lock(resource);
+            // The newest section not frozen by an earlier fault.
+            view.open
+                .values()
+                .filter(|open| !view.paused.contains(&open.fence))
+                .max_by_key(|open| open.fence)
+                .copied()
+        };
+        if let Some(section) = section {
+            let runs = crew.runs.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(&run) = runs.get(&section.worker) {
+                return Some((section, Pid::from_raw(run)));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The processes (commands and guardians) still running a little after the workers finished.
+async fn left_behind(processes: &HashSet<i32>) -> Vec<i32> {
+    let running = || {
+        processes
+            .iter()
+            .copied()
+            .filter(|&pid| is_running(Pid::from_raw(pid)))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..20 {
+        if running().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running()
+}
+
+/// Whether `pid` runs (a zombie, waiting for a parent to collect it, does not).
+fn is_running(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => !cfg!(target_os = "linux") && kill(pid, None).is_ok(),
     }
 }
 
@@ -324,6 +396,9 @@ struct Crew {
     prefix: String,
     resource: String,
     stop_at: Instant,
+    password: Option<Password>,
+    /// Each worker's current `redlease run` process.
+    runs: Mutex<HashMap<u16, i32>>,
     exits: Arc<Mutex<HashMap<u8, u64>>>,
     quiet: bool,
 }
@@ -367,8 +442,17 @@ async fn work(crew: Arc<Crew>, worker: u16) {
                 Stdio::piped()
             })
             .env_remove("REDLEASE_REDIS");
+        if let Some(password) = &crew.password {
+            command.env(PASSWORD_ENV, password.expose());
+        }
         let code = match command.spawn() {
             Ok(mut child) => {
+                if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+                    crew.runs
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(worker, pid);
+                }
                 if let Some(stderr) = child.stderr.take() {
                     tokio::spawn(relay(stderr, worker));
                 }
@@ -409,7 +493,7 @@ async fn serve(listener: TcpListener, resource: Shared) {
     }
 }
 
-/// One critical section: `BEGIN worker fence pid run_pid`, `WRITE fence`, `END`. A
+/// One critical section: `BEGIN worker fence pid guardian_pid`, `WRITE fence`, `END`. A
 /// connection that closes (its command was killed) ends the section too.
 async fn session(stream: TcpStream, id: u64, resource: Shared) {
     let (read, mut write) = stream.into_split();
@@ -428,7 +512,7 @@ async fn session(stream: TcpStream, id: u64, resource: Shared) {
                     worker: u16::try_from(number(1)).unwrap_or(0),
                     fence: number(2),
                     pid: i32::try_from(number(3)).unwrap_or(0),
-                    run_pid: i32::try_from(number(4)).unwrap_or(0),
+                    guardian: i32::try_from(number(4)).unwrap_or(0),
                 };
                 lock(&resource).begin(id, section);
                 "OK"
@@ -453,7 +537,7 @@ async fn session(stream: TcpStream, id: u64, resource: Shared) {
 }
 
 /// `redlease demo-step`: the command each worker runs under the lease.
-pub(crate) async fn step(args: StepArgs) -> Result<ExitCode, Failure> {
+pub(crate) async fn step(args: DemoStepArgs) -> Result<ExitCode, Failure> {
     let fence: u64 = std::env::var("REDLEASE_FENCE")
         .ok()
         .and_then(|f| f.parse().ok())
@@ -473,8 +557,8 @@ pub(crate) async fn step(args: StepArgs) -> Result<ExitCode, Failure> {
         Ok(replies.next_line().await.ok().flatten().unwrap_or_default())
     };
     let pid = std::process::id();
-    let run_pid = nix::unistd::getppid();
-    say(format!("BEGIN {} {fence} {pid} {run_pid}", args.worker)).await?;
+    let guardian = nix::unistd::getppid();
+    say(format!("BEGIN {} {fence} {pid} {guardian}", args.worker)).await?;
     tokio::time::sleep(Duration::from_millis(args.work_ms)).await;
     let verdict = say(format!("WRITE {fence}")).await?;
     say("END".to_owned()).await?;
@@ -489,6 +573,7 @@ fn report(
     view: &Resource,
     exits: &HashMap<u8, u64>,
     faults: &[String],
+    left: &[i32],
     elapsed: Duration,
     nodes: usize,
 ) -> String {
@@ -547,13 +632,22 @@ fn report(
     let verdict = match (view.violations, view.overlaps.is_empty()) {
         (0, true) => "",
         (0, false) => {
-            " (overlaps only while a holder was paused past its TTL; fencing rejected its late writes)"
+            " (overlaps only while a holder was frozen past its TTL; fencing rejected its late writes)"
         }
         _ => " — THE LOCK FAILED",
     };
     line(format!(
         "mutual-exclusion violations      {}{verdict}",
         view.violations
+    ));
+    line(format!(
+        "processes left running           {}{}",
+        left.len(),
+        if left.is_empty() {
+            String::new()
+        } else {
+            format!(" — pids {left:?}")
+        }
     ));
     out
 }

@@ -6,16 +6,16 @@ use std::process::ExitCode;
 use redlease::LockInfo;
 use serde_json::json;
 
-use crate::Failure;
-use crate::connect::ServerArgs;
 use crate::duration::human;
+use crate::exit::Failure;
+use crate::settings::Servers;
 
 pub(crate) async fn status(
-    servers: &ServerArgs,
+    servers: &Servers,
     name: &str,
     as_json: bool,
 ) -> Result<ExitCode, Failure> {
-    let client = servers.client().await?;
+    let client = servers.connect().await?;
     let info = client
         .inspect(name)
         .await
@@ -29,11 +29,11 @@ pub(crate) async fn status(
 }
 
 pub(crate) async fn list(
-    servers: &ServerArgs,
+    servers: &Servers,
     pattern: &str,
     as_json: bool,
 ) -> Result<ExitCode, Failure> {
-    let client = servers.client().await?;
+    let client = servers.connect().await?;
     let locks = client
         .list(pattern)
         .await
@@ -53,8 +53,8 @@ pub(crate) async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn force_release(servers: &ServerArgs, name: &str) -> Result<ExitCode, Failure> {
-    let client = servers.client().await?;
+pub(crate) async fn force_release(servers: &Servers, name: &str) -> Result<ExitCode, Failure> {
+    let client = servers.connect().await?;
     match client
         .force_release(name)
         .await

@@ -1,153 +1,110 @@
-//! `redlease run`: take the lease, run the command in its own process group with the lease
-//! renewed, forward signals to it, stop it when the lease is lost (or about to be), release.
+//! `redlease run`: take the lease, start the command under a guardian, keep the guardian told
+//! of the lease's deadline, forward signals, follow job control, and release at the end.
 
 use std::convert::Infallible;
-use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::{IsTerminal as _, Write as _};
+use std::os::fd::AsRawFd as _;
+use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Args;
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::unistd::{Pid, getpgrp};
 use redlease::{Client, Error, Guard, LockOptions, Retry};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
 
-use crate::connect::ServerArgs;
 use crate::duration::human;
-use crate::{EXIT_INTERNAL, EXIT_LEASE_LOST, EXIT_NOT_ACQUIRED, Failure, duration_arg};
+use crate::exit::{EXIT_LEASE_LOST, Failure, status_code};
+use crate::guardian::{Ending, Order, Report, monotonic_now};
+use crate::settings::{RunSettings, Servers, Wait, own_variables};
+use crate::terminal;
 
 /// How often a waiter retries even without a release notification.
 const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Args)]
-pub(crate) struct RunArgs {
-    /// Lease TTL: how long the lock outlives this process if it dies. Renewed every third.
-    #[arg(long, value_name = "DUR", value_parser = duration_arg, default_value = "15s")]
-    ttl: Duration,
-    /// Wait at most DUR for the lock (default: as long as it takes).
-    #[arg(long, value_name = "DUR", value_parser = duration_arg, conflicts_with = "no_wait")]
-    wait: Option<Duration>,
-    /// Do not wait: if the lock is held, exit at once with the conflict code.
-    #[arg(long, short = 'n')]
-    no_wait: bool,
-    /// Hold the lock for at most DUR in total: the command is stopped before then.
-    #[arg(long, value_name = "DUR", value_parser = duration_arg)]
-    max_hold: Option<Duration>,
-    /// Time between SIGTERM and SIGKILL when the lease is lost. The command is also sent
-    /// SIGTERM this long before the lease would expire when renewals keep failing, so that it
-    /// is gone before anyone else can get the lock. At most half the TTL.
-    #[arg(long, value_name = "DUR", value_parser = duration_arg, default_value = "5s")]
-    kill_grace: Duration,
-    /// Describe the holder in `status` and `list` (after host and pid).
-    #[arg(long, value_name = "TEXT")]
-    label: Option<String>,
-    /// Exit status when the lock is not acquired.
-    #[arg(long, value_name = "CODE", default_value_t = EXIT_NOT_ACQUIRED)]
-    conflict_exit_code: u8,
-    /// Serve waiters in arrival order (all waiters of this lock must use --fair).
-    #[arg(long)]
-    fair: bool,
-    /// Run this shell command (`sh -c`) instead of CMD.
-    #[arg(short = 'c', value_name = "SHELL_COMMAND", conflicts_with = "command")]
-    shell: Option<String>,
-    /// The lock's name.
-    name: String,
-    /// The command to run, after `--`.
-    #[arg(last = true, value_name = "CMD")]
-    command: Vec<OsString>,
-}
+/// How often the guardian is told the lease's deadline, when it moved. The guardian's copy is
+/// never later than the truth, only up to this much earlier.
+const RELAY_INTERVAL: Duration = Duration::from_millis(50);
 
-pub(crate) async fn run(
-    servers: &ServerArgs,
-    args: RunArgs,
-    quiet: bool,
-) -> Result<ExitCode, Failure> {
-    let mut command = child_command(&args)?;
-    if args.kill_grace > args.ttl / 2 {
-        return Err(Failure::usage(format!(
-            "--kill-grace {} must be at most half the TTL ({})",
-            human(args.kill_grace),
-            human(args.ttl / 2)
-        )));
-    }
-    let client = servers.client().await?;
-    let guard = acquire(&client, &args, quiet).await?;
+/// The signals `redlease run` passes on to the command's process group.
+const FORWARDED: [Signal; 9] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGTSTP,
+    Signal::SIGCONT,
+];
 
-    command
-        .env("REDLEASE_NAME", &args.name)
-        .env("REDLEASE_FENCE", guard.fence().to_string())
-        .env(
-            "REDLEASE_DEADLINE",
-            deadline_millis(&guard, args.max_hold).to_string(),
-        )
-        .process_group(0);
-    let mut signals = Signals::install()?;
-    let child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => {
+pub(crate) async fn run(servers: &Servers, settings: RunSettings) -> Result<ExitCode, Failure> {
+    let client = servers.connect().await?;
+    let guard = acquire(&client, &settings).await?;
+    info!(name = %settings.name, fence = guard.fence(), ttl = %human(guard.ttl()), "acquired the lease");
+    let guardian = match Guardian::start(&settings, &guard).await {
+        Ok(guardian) => guardian,
+        Err(failure) => {
             let _ = guard.release().await;
-            let code = match error.kind() {
-                std::io::ErrorKind::NotFound => 127,
-                std::io::ErrorKind::PermissionDenied => 126,
-                _ => EXIT_INTERNAL,
-            };
-            return Err(Failure {
-                code,
-                message: format!("cannot start the command: {error}"),
-            });
+            return Err(failure);
         }
     };
-    supervise(child, guard, &args, &mut signals).await
+    Supervisor {
+        client,
+        guard,
+        guardian,
+        settings,
+        ending: None,
+    }
+    .supervise()
+    .await
 }
 
-/// The command to run, from `-c` or the words after `--`.
-fn child_command(args: &RunArgs) -> Result<Command, Failure> {
-    if let Some(shell) = &args.shell {
-        let mut command = Command::new("sh");
-        command.arg("-c").arg(shell);
-        return Ok(command);
+/// The binary to run again as the guardian: on Linux the running image itself, even if the
+/// file was replaced (an upgrade) since.
+pub(crate) fn own_executable() -> PathBuf {
+    if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("redlease"))
     }
-    let (program, rest) = args.command.split_first().ok_or_else(|| {
-        Failure::usage(
-            "no command given: use `redlease run NAME -- CMD [ARGS…]` or `-c 'shell command'`",
-        )
-    })?;
-    let mut command = Command::new(program);
-    command.args(rest);
-    Ok(command)
 }
 
 /// Takes the lease, with a spinner on a terminal while waiting.
-async fn acquire(client: &Client, args: &RunArgs, quiet: bool) -> Result<Guard, Failure> {
+async fn acquire(client: &Client, settings: &RunSettings) -> Result<Guard, Failure> {
     let host = nix::unistd::gethostname()
         .map_or_else(|_| "?".into(), |h| h.to_string_lossy().into_owned());
     let mut label = format!("{host} pid {}", std::process::id());
-    if let Some(extra) = &args.label {
+    if let Some(extra) = &settings.label {
         label.push(' ');
         label.push_str(extra);
     }
-    let retry = match (args.no_wait, args.wait) {
-        (true, _) => Retry::none(),
-        (false, Some(wait)) => Retry::fixed(FALLBACK_POLL).timeout(wait),
-        (false, None) => Retry::fixed(FALLBACK_POLL),
+    let retry = match settings.wait {
+        Wait::No => Retry::none(),
+        Wait::AtMost(wait) => Retry::fixed(FALLBACK_POLL).timeout(wait),
+        Wait::Forever => Retry::fixed(FALLBACK_POLL),
     };
-    let mut options = LockOptions::new(args.ttl)
+    let mut options = LockOptions::new(settings.ttl)
         .auto_renew(true)
-        .fair(args.fair)
+        .fair(settings.fair)
         .label(label)
         .retry(retry);
-    if let Some(max_hold) = args.max_hold {
+    if let Some(max_hold) = settings.max_hold {
         options = options.max_hold(max_hold);
     }
-    let show_spinner = !quiet && !args.no_wait && std::io::stderr().is_terminal();
-    let acquiring = client.acquire(&args.name, &options);
+    let show_spinner =
+        !settings.quiet && settings.wait != Wait::No && std::io::stderr().is_terminal();
+    let acquiring = client.acquire(&settings.name, &options);
     let result = if show_spinner {
         tokio::select! {
             result = acquiring => result,
-            never = spin(client, &args.name) => match never {},
+            never = spin(client, &settings.name) => match never {},
         }
     } else {
         acquiring.await
@@ -157,8 +114,8 @@ async fn acquire(client: &Client, args: &RunArgs, quiet: bool) -> Result<Guard, 
     }
     result.map_err(|error| match error {
         Error::Contended { .. } | Error::TimedOut { .. } => Failure {
-            code: args.conflict_exit_code,
-            message: format!("lock {:?} not acquired: {error}", args.name),
+            code: settings.conflict_exit_code,
+            message: format!("lock {:?} not acquired: {error}", settings.name),
         },
         other => Failure::from_lock_error(&other),
     })
@@ -199,117 +156,326 @@ async fn spin(client: &Client, name: &str) -> Infallible {
     unreachable!("the spinner's ticks never run out")
 }
 
-/// Unix time in milliseconds until which the command may run: the hold cap if there is one,
-/// otherwise the lease's current validity (which renewals move forward).
-fn deadline_millis(guard: &Guard, max_hold: Option<Duration>) -> u128 {
-    let until = max_hold.unwrap_or_else(|| guard.remaining());
-    (SystemTime::now() + until)
+/// `redlease run`'s side of the guardian.
+struct Guardian {
+    process: Child,
+    orders: OwnedWriteHalf,
+    reports: Lines<BufReader<OwnedReadHalf>>,
+    /// The command's process group.
+    group: Pid,
+    /// The deadline the guardian was last told.
+    told: Option<Instant>,
+}
+
+impl Guardian {
+    /// Starts the guardian with the command's environment, tells it the deadline, and has it
+    /// start the command (in the terminal's foreground if redlease has it).
+    #[allow(
+        unsafe_code,
+        reason = "pre_exec: the guardian inherits its end of the socket"
+    )]
+    async fn start(settings: &RunSettings, guard: &Guard) -> Result<Self, Failure> {
+        let cannot = |e: std::io::Error| {
+            Failure::internal(format!("cannot start the guardian process: {e}"))
+        };
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(cannot)?;
+        ours.set_nonblocking(true).map_err(cannot)?;
+        let ours = tokio::net::UnixStream::from_std(ours).map_err(cannot)?;
+        let fd = theirs.as_raw_fd();
+        let mut command = tokio::process::Command::new(own_executable());
+        command
+            .arg0("redlease")
+            .arg("guardian")
+            .arg("--socket-fd")
+            .arg(fd.to_string())
+            .arg("--kill-grace")
+            .arg(format!("{}ns", settings.kill_grace.as_nanos()))
+            .arg("--")
+            .args(&settings.command)
+            .process_group(0);
+        for name in own_variables() {
+            command.env_remove(name);
+        }
+        command
+            .env("REDLEASE_NAME", &settings.name)
+            .env("REDLEASE_FENCE", guard.fence().to_string());
+        match settings.max_hold {
+            Some(max_hold) => command.env("REDLEASE_DEADLINE", unix_millis(max_hold).to_string()),
+            None => command.env_remove("REDLEASE_DEADLINE"),
+        };
+        // SAFETY: runs in the child between fork and exec and only calls fcntl, which is
+        // async-signal-safe: the guardian's end of the socket survives the exec.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )?;
+                Ok(())
+            });
+        }
+        let process = command.spawn().map_err(cannot)?;
+        drop(theirs);
+        let (read, orders) = ours.into_split();
+        let mut guardian = Self {
+            process,
+            orders,
+            reports: BufReader::new(read).lines(),
+            group: Pid::from_raw(0),
+            told: None,
+        };
+        guardian.tell_deadline(guard).await;
+        let terminal = terminal::we_are_in_the_foreground();
+        guardian.send(Order::Start { terminal }).await;
+        loop {
+            match guardian.next_report().await {
+                Some(Report::Started(pid)) => {
+                    guardian.group = pid;
+                    debug!(pid = pid.as_raw(), terminal, "the command started");
+                    return Ok(guardian);
+                }
+                Some(Report::Failed { code, message }) => {
+                    let _ = guardian.process.wait().await;
+                    return Err(Failure { code, message });
+                }
+                Some(_) => {}
+                None => {
+                    let status = guardian.process.wait().await;
+                    return Err(Failure::internal(format!(
+                        "the guardian process ended before starting the command ({status:?})"
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, order: Order) {
+        // A guardian that is gone is noticed by waiting for it.
+        let _ = self.orders.write_all(order.encode().as_bytes()).await;
+    }
+
+    async fn next_report(&mut self) -> Option<Report> {
+        loop {
+            let line = self.reports.next_line().await.ok().flatten()?;
+            if let Some(report) = Report::decode(&line) {
+                return Some(report);
+            }
+        }
+    }
+
+    /// Tells the guardian the lease's deadline if it moved since last time.
+    async fn tell_deadline(&mut self, guard: &Guard) {
+        let valid_until = guard.valid_until();
+        if self.told == Some(valid_until) {
+            return;
+        }
+        self.told = Some(valid_until);
+        // In this order, any error makes the deadline early, never late.
+        let now = monotonic_now();
+        let deadline = now + guard.remaining();
+        self.send(Order::Deadline(deadline)).await;
+    }
+
+    fn forward(&self, signal: Signal) {
+        debug!(signal = %signal, "forwarding a signal to the command");
+        // The command may already be gone: nothing to do then.
+        let _ = killpg(self.group, signal);
+    }
+}
+
+/// Unix time in milliseconds `from_now` from now.
+fn unix_millis(from_now: Duration) -> u128 {
+    (SystemTime::now() + from_now)
         .duration_since(UNIX_EPOCH)
         .map_or(0, |t| t.as_millis())
 }
 
-/// The signals forwarded to the command.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-    hangup: tokio::signal::unix::Signal,
+/// The signals redlease handles while the command runs, as one stream.
+fn install_signals() -> Result<mpsc::UnboundedReceiver<Signal>, Failure> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    for forwarded in FORWARDED {
+        let mut stream = signal(SignalKind::from_raw(forwarded as i32))
+            .map_err(|e| Failure::internal(format!("cannot handle signals: {e}")))?;
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if sender.send(forwarded).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(receiver)
 }
 
-impl Signals {
-    fn install() -> Result<Self, Failure> {
-        let listen = |kind| {
-            signal(kind).map_err(|e| Failure::internal(format!("cannot handle signals: {e}")))
-        };
-        Ok(Self {
-            interrupt: listen(SignalKind::interrupt())?,
-            terminate: listen(SignalKind::terminate())?,
-            hangup: listen(SignalKind::hangup())?,
-        })
-    }
-
-    async fn next(&mut self) -> Signal {
-        tokio::select! {
-            _ = self.interrupt.recv() => Signal::SIGINT,
-            _ = self.terminate.recv() => Signal::SIGTERM,
-            _ = self.hangup.recv() => Signal::SIGHUP,
-        }
-    }
-}
-
-/// Waits for the command while watching the lease; returns the exit status to use.
-async fn supervise(
-    mut child: Child,
+struct Supervisor {
+    client: Client,
     guard: Guard,
-    args: &RunArgs,
-    signals: &mut Signals,
-) -> Result<ExitCode, Failure> {
-    let group = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
-    let send = |signal: Signal| {
-        if let Some(group) = group {
-            // The command may already be gone: nothing to do then.
-            let _ = killpg(group, signal);
-        }
-    };
-    let lost = guard.lost();
-    tokio::pin!(lost);
-    let stop_reason = loop {
-        let warning_at = guard
-            .valid_until()
-            .checked_sub(args.kill_grace)
-            .unwrap_or_else(Instant::now);
-        tokio::select! {
-            status = child.wait() => {
-                let status = status.map_err(|e| Failure::internal(format!("cannot wait for the command: {e}")))?;
-                if let Ok(outcome) = guard.release().await
-                    && outcome != redlease::ReleaseOutcome::Released
-                {
-                    eprintln!("redlease: the lease on {:?} had ended before the command finished ({outcome:?})", args.name);
+    guardian: Guardian,
+    settings: RunSettings,
+    /// Why the command is being ended by us or the guardian (then redlease exits 79).
+    ending: Option<String>,
+}
+
+impl Supervisor {
+    /// Waits for the guardian (and so the command) to finish while watching the lease;
+    /// returns the exit status to use.
+    async fn supervise(mut self) -> Result<ExitCode, Failure> {
+        // Installed after the guardian started, so that it and the command inherit the
+        // dispositions redlease was given (an ignored SIGINT stays ignored).
+        let mut signals = install_signals()?;
+        let lost = self.guard.lost();
+        tokio::pin!(lost);
+        let mut lost_seen = false;
+        let mut reports_open = true;
+        let mut relay = tokio::time::interval(RELAY_INTERVAL);
+        let status = loop {
+            tokio::select! {
+                status = self.guardian.process.wait() => break status,
+                line = self.guardian.reports.next_line(), if reports_open => match line.ok().flatten() {
+                    Some(line) => {
+                        if let Some(report) = Report::decode(&line) {
+                            self.on_report(&report);
+                        }
+                    }
+                    None => reports_open = false,
+                },
+                reason = &mut lost, if !lost_seen => {
+                    lost_seen = true;
+                    self.end(format!("the lease on {:?} was lost ({reason})", self.settings.name));
+                    self.guardian.send(Order::Stop).await;
                 }
-                return Ok(ExitCode::from(exit_code(status)));
+                _ = relay.tick() => self.guardian.tell_deadline(&self.guard).await,
+                Some(signal) = signals.recv() => match signal {
+                    Signal::SIGCONT => self.resume().await,
+                    other => self.guardian.forward(other),
+                },
             }
-            forwarded = signals.next() => send(forwarded),
-            reason = &mut lost => break format!("the lease on {:?} was lost ({reason})", args.name),
-            () = tokio::time::sleep_until(warning_at.into()) => {
-                if guard.remaining() <= args.kill_grace {
-                    break format!(
-                        "the lease on {:?} ends in {} and is not being renewed{}",
-                        args.name,
-                        human(guard.remaining()),
-                        if args.max_hold.is_some() { " (maximum hold time, or Redis unreachable)" } else { " (Redis unreachable?)" }
-                    );
-                }
-            }
+        };
+        while let Some(report) = self.guardian.next_report().await {
+            self.on_report(&report);
         }
-    };
-    eprintln!(
-        "redlease: {stop_reason}; stopping the command (SIGTERM, SIGKILL after {})",
-        human(args.kill_grace)
-    );
-    send(Signal::SIGTERM);
-    let kill_at = Instant::now() + args.kill_grace;
-    loop {
-        tokio::select! {
-            _ = child.wait() => break,
-            forwarded = signals.next() => send(forwarded),
-            () = tokio::time::sleep_until(kill_at.into()) => {
-                send(Signal::SIGKILL);
-                let _ = child.wait().await;
-                break;
+        terminal::take_back(self.guardian.group);
+        let status =
+            status.map_err(|e| Failure::internal(format!("cannot wait for the guardian: {e}")))?;
+        self.after_guardian(status).await;
+        let name = self.settings.name.clone();
+        if let Ok(outcome) = self.guard.release().await
+            && outcome != redlease::ReleaseOutcome::Released
+            && self.ending.is_none()
+        {
+            eprintln!(
+                "redlease: the lease on {name:?} had ended before the command finished ({outcome:?})"
+            );
+        }
+        Ok(ExitCode::from(match self.ending {
+            Some(_) => EXIT_LEASE_LOST,
+            None => status_code(status),
+        }))
+    }
+
+    /// Records (and prints, the first time) why the command is being ended.
+    fn end(&mut self, why: String) {
+        if self.ending.is_none() {
+            eprintln!(
+                "redlease: {why}; stopping the command (SIGTERM, SIGKILL after {})",
+                human(self.settings.kill_grace)
+            );
+            self.ending = Some(why);
+        }
+    }
+
+    fn on_report(&mut self, report: &Report) {
+        match *report {
+            Report::Stopped(signal @ (Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU)) => {
+                info!(signal = %signal, "the command was stopped; stopping redlease with it");
+                terminal::take_back(self.guardian.group);
+                terminal::stop_self(signal);
+            }
+            Report::Stopped(signal) => {
+                info!(signal = %signal, "the command was stopped; the lease is still renewed");
+            }
+            Report::Ending(Ending::Deadline) => {
+                let remaining = self.guard.remaining();
+                let why = format!(
+                    "the lease on {:?} {} and is not being renewed ({})",
+                    self.settings.name,
+                    if remaining.is_zero() {
+                        "ran out".to_owned()
+                    } else {
+                        format!("ends in {}", human(remaining))
+                    },
+                    if self.settings.max_hold.is_some() {
+                        "maximum hold time, Redis unreachable, or redlease stopped"
+                    } else {
+                        "Redis unreachable, or redlease stopped"
+                    }
+                );
+                self.end(why);
+            }
+            Report::Ending(Ending::Leftovers) => {
+                info!("the command exited; stopping the processes it left behind");
+            }
+            Report::Ending(Ending::Lost | Ending::Orphaned)
+            | Report::Started(_)
+            | Report::Failed { .. } => {}
+        }
+    }
+
+    /// After a SIGCONT (`fg`, `bg`, or a debugger letting go): confirm the lease before the
+    /// command may go on; if it is gone, the command is ended instead.
+    async fn resume(&mut self) {
+        if self.ending.is_some() {
+            return;
+        }
+        if self.still_ours().await {
+            self.guardian.tell_deadline(&self.guard).await;
+            if terminal::we_are_in_the_foreground() {
+                terminal::hand_over(getpgrp(), self.guardian.group);
+            }
+            self.guardian.forward(Signal::SIGCONT);
+        } else {
+            self.end(format!(
+                "the lease on {:?} was lost while redlease was stopped",
+                self.settings.name
+            ));
+            self.guardian.send(Order::Stop).await;
+        }
+    }
+
+    /// Whether the lease is still valid here and still ours on the servers. When Redis does
+    /// not answer, the local deadline decides (the guardian enforces it).
+    async fn still_ours(&self) -> bool {
+        if !self.guard.is_held() {
+            return false;
+        }
+        match self.client.inspect(&self.settings.name).await {
+            Ok(info) => {
+                let ours = self.guard.token().fingerprint();
+                info.holder
+                    .is_some_and(|holder| holder.token_fingerprint == ours)
+                    && self.guard.is_held()
+            }
+            Err(error) => {
+                warn!(%error, "cannot confirm the lease after a stop; trusting its deadline");
+                self.guard.is_held()
             }
         }
     }
-    let _ = guard.release().await;
-    Ok(ExitCode::from(EXIT_LEASE_LOST))
-}
 
-/// The command's exit status as ours: its code, or 128 + the signal that killed it.
-fn exit_code(status: ExitStatus) -> u8 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => u8::try_from(code).unwrap_or(EXIT_INTERNAL),
-        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(EXIT_INTERNAL),
-        (None, None) => EXIT_INTERNAL,
+    /// A guardian killed by a signal leaves its command unguarded: end it here.
+    async fn after_guardian(&mut self, status: ExitStatus) {
+        use std::os::unix::process::ExitStatusExt as _;
+        let Some(signal) = status.signal() else {
+            return;
+        };
+        self.end(format!(
+            "the guardian process was killed by signal {signal}"
+        ));
+        let _ = killpg(self.guardian.group, Signal::SIGTERM);
+        let _ = killpg(self.guardian.group, Signal::SIGCONT);
+        tokio::time::sleep(self.settings.kill_grace.min(self.guard.remaining())).await;
+        let _ = killpg(self.guardian.group, Signal::SIGKILL);
     }
 }

@@ -1,19 +1,24 @@
 //! Throwaway TLS material for tests: a self-signed certificate authority, a server certificate
 //! for `127.0.0.1` / `localhost`, and a client certificate, all made on the spot with `rcgen`
-//! (nothing to install, nothing on disk until a server needs it).
+//! (nothing to install, nothing on disk until a server needs it). Generating them needs the
+//! `tls` feature (on by default), which brings in `rcgen`.
 
+#[cfg(feature = "tls")]
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 
+#[cfg(feature = "tls")]
 use crate::Error;
 
 /// A certificate authority and the server and client certificates it signed, in PEM.
 ///
 /// ```
+/// # #[cfg(feature = "tls")] {
 /// let certs = redlease_testkit::TlsCerts::generate()?;
 /// assert!(certs.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+/// # }
 /// # Ok::<(), redlease_testkit::Error>(())
 /// ```
 #[derive(Clone)]
@@ -42,6 +47,7 @@ impl TlsCerts {
     /// # Errors
     ///
     /// Returns an error if key generation or signing fails.
+    #[cfg(feature = "tls")]
     pub fn generate() -> Result<Self, Error> {
         let failed = |e: rcgen::Error| Error::new(format!("cannot generate TLS certificates: {e}"));
         let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
