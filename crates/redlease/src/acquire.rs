@@ -132,7 +132,7 @@ impl<C: Claim> Drop for Unclaimed<'_, C> {
                 engine
                     .quorum()
                     .broadcast(call, "leaving the wait queue")
-                    .await
+                    .await;
             });
         }
     }
