@@ -17,6 +17,7 @@
 //!   timer per lease; round trips, Redis commands, client CPU and memory per lease.
 
 mod adapters;
+mod breakdown;
 mod machine;
 mod renewal;
 mod report;
@@ -66,6 +67,7 @@ usage: redlease-bench [--quick | --full] [--only S1,S2,S3,S4,R1] [--libs NAME,..
   --full          2 s warm-up + 10 s measured per row (R1: 2 s + 30 s)
   --only LIST     scenarios to run: S1 (uncontended, 1 task), S2 (uncontended, 32 tasks,
                   one shared client), S3 (8 workers contending, hold 1 ms and 10 ms),
+                  H1 (S3 for redlease with each handoff split into its steps),
                   S4 (S1 and S2 on several nodes), R1 (10,000 auto-renewed leases)
   --libs LIST     variants to run, by name or name prefix (raw, redlease, rslock, redlock, ...)
   --nodes LIST    node counts for S4 (default 1,3,5; 1-node rows reuse S1/S2's when they ran)
@@ -80,21 +82,25 @@ enum Scenario {
     S1,
     S2,
     S3,
+    H1,
     S4,
     R1,
 }
 
 impl Scenario {
-    const ALL: [Self; 5] = [Self::S1, Self::S2, Self::S3, Self::S4, Self::R1];
+    const ALL: [Self; 6] = [Self::S1, Self::S2, Self::S3, Self::H1, Self::S4, Self::R1];
 
     fn parse(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_uppercase().as_str() {
             "S1" => Ok(Self::S1),
             "S2" => Ok(Self::S2),
             "S3" => Ok(Self::S3),
+            "H1" => Ok(Self::H1),
             "S4" => Ok(Self::S4),
             "R1" => Ok(Self::R1),
-            other => Err(format!("unknown scenario {other:?} (S1, S2, S3, S4 or R1)")),
+            other => Err(format!(
+                "unknown scenario {other:?} (S1, S2, S3, H1, S4 or R1)"
+            )),
         }
     }
 }
@@ -390,6 +396,11 @@ fn run(args: &Args, command: &str) -> Result<bool, String> {
                     output.section(&table)?;
                 }
             }
+            Scenario::H1 => {
+                for hold in S3_HOLDS {
+                    output.section(&breakdown_table(&env, &contended, hold))?;
+                }
+            }
             Scenario::S4 => {
                 let table = multinode_section(args, &env, &multinode, &s1_rows, &s2_rows);
                 output.section(&table)?;
@@ -560,6 +571,35 @@ fn contention_table(env: &Env, variants: &[&Variant], hold: Duration) -> (String
         report::ms(S3_THINK),
     );
     (report::contention_table(&title, hold, &rows), clean)
+}
+
+/// H1: S3 runs of the redlease variants with the handoff events recorded; the breakdown table.
+fn breakdown_table(env: &Env, variants: &[&Variant], hold: Duration) -> String {
+    let label = format!("H1 H={}", report::ms(hold));
+    let rows: Vec<(String, Result<breakdown::Breakdown, String>)> = variants
+        .iter()
+        .filter(|v| matches!(v.lib, adapters::Lib::Redlease(_)))
+        .map(|v| {
+            let (_, result) = measure(
+                &label,
+                v,
+                || {
+                    breakdown::start()?;
+                    let run = scenarios::contention(env, v, S3_WORKERS, hold, S3_THINK);
+                    let recorded = breakdown::finish();
+                    run.map(|_| recorded)
+                },
+                |b| format!("{} handoffs, {} notified", b.handoffs, b.notified),
+            );
+            (v.name.to_owned(), result)
+        })
+        .collect();
+    let title = format!(
+        "H1 — one handoff, step by step: {S3_WORKERS} workers on one name, hold {}, think {}",
+        report::ms(hold),
+        report::ms(S3_THINK),
+    );
+    breakdown::table(&title, &rows)
 }
 
 #[cfg(test)]

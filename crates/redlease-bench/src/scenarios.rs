@@ -460,6 +460,7 @@ async fn contend<A: Adapter>(
     const NAME: &str = "s3";
     let stop_waiting = schedule.end + STOP_GRACE / 2;
     let mut me = Contender::default();
+    crate::breakdown::enter_worker(id);
     wait_until(schedule.origin);
     loop {
         let called = Instant::now();

@@ -1,6 +1,18 @@
 //! Taking a hold, for every primitive: the attempt loop, its retry schedule, waiting for a
-//! release notification, giving back what a failed round won, and cleanup when an attempt's
-//! fate is unknown. A primitive says what to send and how to read the answers ([`Claim`]).
+//! release to wake this waiter, giving back what a failed round won, and cleanup when an
+//! attempt's fate is unknown. A primitive says what to send and how to read the answers
+//! ([`Claim`]).
+//!
+//! Waiting: a failed attempt lists the waiter (its token, the primitive's mode byte and the
+//! client's wake channel) on the backend whose wake-ups reach this client, and a release hands
+//! the lock to the oldest listed waiter there: it sets the lock key to that waiter's token for
+//! a short claim and tells the waiter, who is then the holder. No timer lies on that path. On
+//! one backend the waiter returns at once, trusting the claim from the send time of the
+//! attempt that listed it (the claim started later, on the server), and confirms the lease
+//! with its own TTL in the background. With several backends the waiter holds that one
+//! backend — the arbiter of its client's waiters, which only it can be handed — and asks the
+//! others at once: waiters cannot split the votes among themselves, since one backend is
+//! already theirs alone (see DESIGN.md).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,11 +28,27 @@ use crate::script::{Call, Code, Reply};
 use crate::subscribe::Watch;
 use crate::timing::LeaseTiming;
 
+/// What earlier attempts of one acquire may have left on a server.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Earlier {
+    /// The waiter entry may be listed.
+    pub(crate) listed: bool,
+    /// An attempt's outcome is unknown: the hold may be ours already.
+    pub(crate) unknown: bool,
+}
+
 /// What one primitive's acquire sends, and how it reads the answers.
 pub(crate) trait Claim: Send + Sync + 'static {
     /// One attempt's call to one backend. Every attempt carries the lease's token, so a retry
-    /// that finds our own token in the key counts as a grant.
-    fn attempt(&self, lease: &Lease, timing: &LeaseTiming) -> Call;
+    /// that finds our own token counts as a grant (when `earlier.unknown`). `entry` is the
+    /// waiter entry to list if the hold is not to be had now (on one backend only).
+    fn attempt(
+        &self,
+        lease: &Lease,
+        timing: &LeaseTiming,
+        entry: Option<&str>,
+        earlier: Earlier,
+    ) -> Call;
 
     /// The attempt's answer: `Done` grants with the fence as detail, `Held` carries the
     /// holder's PTTL. `None` for a reply the script never gives.
@@ -39,22 +67,25 @@ pub(crate) trait Claim: Send + Sync + 'static {
     /// Redlock fencing: raises one backend's fence counter to at least `fence`.
     fn raise_fence(&self, lease: &Lease, fence: u64) -> Call;
 
-    /// The call that takes a waiter out of a queue it joined, if it may have joined one.
-    fn leave_queue(&self, lease: &Lease) -> Option<Call>;
+    /// Confirms a hold a release handed to this waiter: the hold gets the waiter's own TTL
+    /// (and value) if it is still the waiter's; read with [`Reply::ownership`].
+    fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call;
 
-    /// The channel releases are announced on.
-    fn channel(&self, lease: &Lease) -> String;
+    /// Takes the waiter `entry` out of the waiters (the acquire ended without the hold).
+    fn leave(&self, lease: &Lease, entry: &str) -> Call;
 
-    /// Whether a release announced with `payload` is one this waiter should retry for.
-    fn woken_by(&self, lease: &Lease, payload: &str) -> bool;
+    /// The mode byte of this claim's waiter entries.
+    fn entry_mode(&self) -> char;
 
-    /// How often a waiter must retry to keep its place in a queue, if it is in one.
-    fn refresh_every(&self) -> Option<Duration>;
+    /// How often a listed waiter retries at least, keeping the waiters list alive.
+    fn refresh_every(&self) -> Duration;
 }
 
 /// What a caller asked for, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct Ask {
+    /// How long a hold handed to a waiter by a release is kept for it before it confirms.
+    pub(crate) claim: LeaseTiming,
     pub(crate) timing: LeaseTiming,
     pub(crate) retry: Retry,
     pub(crate) auto_renew: bool,
@@ -74,22 +105,20 @@ pub(crate) async fn acquire<C: Claim>(
     lease: Arc<Lease>,
     ask: &Ask,
 ) -> Result<Granted, Error> {
-    let may_queue = claim.leave_queue(&lease).is_some();
     let mut acquisition = Acquisition::new(engine, claim.clone(), lease.clone(), ask);
     let mut unclaimed = Unclaimed {
         engine,
         claim: &*claim,
         lease: &lease,
         maybe_granted: false,
-        queued: false,
+        listed: None,
     };
     loop {
         unclaimed.maybe_granted = true;
-        unclaimed.queued |= may_queue;
         let refused = match acquisition.attempt().await {
             Ok(fence) => {
                 unclaimed.maybe_granted = false;
-                unclaimed.queued = false;
+                unclaimed.listed = None;
                 return Ok(Granted {
                     lease: lease.clone(),
                     fence,
@@ -97,25 +126,29 @@ pub(crate) async fn acquire<C: Claim>(
             }
             Err(refused) => refused,
         };
-        if matches!(refused.error, Error::Contended { .. }) {
+        unclaimed.listed.clone_from(&acquisition.listed_entry());
+        let known = matches!(refused.error, Error::Contended { .. }) && engine.quorum().len() == 1;
+        if known {
             // A single backend that answered "held by another" holds no grant of ours; with
             // several, one that did not answer might.
-            unclaimed.maybe_granted = engine.quorum().len() > 1;
+            unclaimed.maybe_granted = false;
+        } else {
+            acquisition.earlier.unknown = true;
         }
         acquisition.wait(refused).await?;
     }
 }
 
-/// A lease that may exist on the servers without a guard for it: after a request whose reply
-/// was lost, or while a request is in flight. If the acquire ends without a guard (error or
-/// cancellation), the lease is deleted in the background by token, and a queued waiter
-/// leaves the queue.
+/// What may exist on the servers without a guard for it: a hold whose reply was lost, or
+/// whose request is in flight, and a listed waiter entry. If the acquire ends without a guard
+/// (error or cancellation), the hold is deleted in the background by token, and the entry
+/// leaves the waiters (waking the next one if the lock is free).
 struct Unclaimed<'a, C: Claim> {
     engine: &'a Arc<Engine>,
     claim: &'a C,
     lease: &'a Arc<Lease>,
     maybe_granted: bool,
-    queued: bool,
+    listed: Option<String>,
 }
 
 impl<C: Claim> Drop for Unclaimed<'_, C> {
@@ -123,23 +156,19 @@ impl<C: Claim> Drop for Unclaimed<'_, C> {
         if self.maybe_granted {
             self.engine.release_in_background(self.lease.clone());
         }
-        if self.queued
-            && let Some(call) = self.claim.leave_queue(self.lease)
+        if let Some(entry) = &self.listed
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
+            let call = self.claim.leave(self.lease, entry);
             let engine = self.engine.clone();
             runtime.spawn(async move {
-                engine
-                    .quorum()
-                    .broadcast(call, "leaving the wait queue")
-                    .await;
+                engine.quorum().broadcast(call, "leaving the waiters").await;
             });
         }
     }
 }
 
-/// One call to `acquire`: the attempts, the retry schedule, and the subscription to the
-/// release channel.
+/// One call to `acquire`: the attempts, the retry schedule, and the waiter's registration.
 struct Acquisition<'a, C> {
     engine: &'a Arc<Engine>,
     claim: Arc<C>,
@@ -150,8 +179,18 @@ struct Acquisition<'a, C> {
     deadline: Option<Instant>,
     rng: fastrand::Rng,
     failed: u32,
+    earlier: Earlier,
+    /// The waiter entry, once wake-ups can reach this client.
+    entry: Option<Arc<str>>,
+    /// The last attempt carried the entry, on this backend.
+    entry_sent_to: Option<usize>,
+    /// When the first attempt that may have listed the entry (since the last hand-off) was
+    /// sent: a release that hands this waiter the lock runs after that.
+    listed_since: Option<Instant>,
     wakeups: Option<Watch>,
     may_subscribe: bool,
+    /// A release handed this waiter the lock, with this fence.
+    handed: Option<u64>,
 }
 
 impl<'a, C: Claim> Acquisition<'a, C> {
@@ -167,23 +206,69 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             deadline: ask.retry.time_limit().map(|t| started + t),
             rng: fastrand::Rng::new(),
             failed: 0,
+            earlier: Earlier::default(),
+            entry: None,
+            entry_sent_to: None,
+            listed_since: None,
             wakeups: None,
             may_subscribe: true,
+            handed: None,
         }
     }
 
-    /// One round over the backends; the fence when granted.
+    /// The entry an attempt may have listed, for cleanup.
+    fn listed_entry(&self) -> Option<String> {
+        self.earlier
+            .listed
+            .then(|| self.entry.as_deref().map(str::to_owned))
+            .flatten()
+    }
+
+    /// The waiter entry, when wake-ups can reach this client now, and the backend to list
+    /// it on.
+    fn entry_target(&mut self) -> Option<(Arc<str>, usize)> {
+        let backend = self.engine.wake_backend()?;
+        let entry = self.entry.get_or_insert_with(|| {
+            format!(
+                "{}{}{}",
+                self.lease.token().as_str(),
+                self.claim.entry_mode(),
+                self.engine.wake_channel()
+            )
+            .into()
+        });
+        Some((entry.clone(), backend))
+    }
+
+    /// One round over the backends (or a hand-off taken as it is); the fence when granted.
     async fn attempt(&mut self) -> Result<u64, Refused> {
-        if let Some(wakeups) = self.wakeups.as_mut() {
-            wakeups.mark_seen();
+        if let Some(fence) = self.handed.take()
+            && self.take_hand_off()
+        {
+            return Ok(fence);
         }
         let sent = Instant::now();
+        tracing::trace!(target: "redlease::handoff", name = self.lease.name(), "attempt sent");
         let timing = self.ask.timing;
         let limit = self.node_timeout;
+        let target = self.entry_target();
+        self.entry_sent_to = target.as_ref().map(|&(_, backend)| backend);
+        let earlier = self.earlier;
+        if target.is_some() {
+            self.earlier.listed = true;
+            self.listed_since.get_or_insert(sent);
+        }
         let (claim, lease) = (&self.claim, &self.lease);
-        let attempt = |backend: Arc<Backend>| {
+        let attempt = |index: usize, backend: Arc<Backend>| {
+            let entry = target
+                .as_ref()
+                .filter(|&&(_, at)| at == index)
+                .map(|(entry, _)| entry.clone());
             let (claim, lease) = (claim.clone(), lease.clone());
-            async move { vote(&backend, &*claim, &lease, &timing, limit).await }
+            async move {
+                let call = claim.attempt(&lease, &timing, entry.as_deref(), earlier);
+                vote(&backend, &*claim, &lease, &call, limit).await
+            }
         };
         let raise = |backend: Arc<Backend>, fence: u64, limit: Duration| {
             let call = claim.raise_fence(lease, fence);
@@ -201,10 +286,8 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             .await
         {
             Round::Granted { fence } if self.lease.extended(sent, &timing) => {
-                if self.ask.auto_renew {
-                    self.lease.start_renewal(timing, sent, self.ask.max_hold);
-                    self.engine.renew(self.lease.clone());
-                }
+                tracing::trace!(target: "redlease::handoff", name = self.lease.name(), fence, "lease granted");
+                self.renew_from(sent);
                 Ok(fence)
             }
             // The validity ran out between the round's check and now: as late as a late reply,
@@ -218,6 +301,44 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         }
     }
 
+    /// Starts renewal from a grant whose request was sent at `sent`, if asked for.
+    fn renew_from(&self, sent: Instant) {
+        if self.ask.auto_renew {
+            self.lease
+                .start_renewal(self.ask.timing, sent, self.ask.max_hold);
+            self.engine.renew(self.lease.clone());
+        }
+    }
+
+    /// A release handed this waiter the lock: on one backend, takes it as it is when the claim
+    /// can still be trusted for a while, and confirms it in the background; `false` when the
+    /// next attempt should confirm it first (several backends, or too little of the claim
+    /// left).
+    fn take_hand_off(&mut self) -> bool {
+        let Some(listed) = self.listed_since.take() else {
+            return false;
+        };
+        let claim = self.ask.claim;
+        let trusted_until = claim.valid_until(listed);
+        let worth_it = trusted_until.saturating_duration_since(Instant::now()) >= claim.trusted / 2;
+        if self.engine.quorum().only().is_none()
+            || !worth_it
+            || !self.lease.extended(listed, &claim)
+        {
+            return false;
+        }
+        tracing::trace!(target: "redlease::handoff", name = self.lease.name(), "lease granted");
+        let confirm = confirm(
+            self.engine.clone(),
+            self.claim.clone(),
+            self.lease.clone(),
+            self.ask.clone(),
+            listed,
+        );
+        tokio::spawn(confirm);
+        true
+    }
+
     /// Waits before the next attempt, or returns the error that ends the acquire.
     async fn wait(&mut self, refused: Refused) -> Result<(), Error> {
         let contended = matches!(refused.error, Error::Contended { .. });
@@ -229,24 +350,29 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         let Some(backoff) = self.ask.retry.delay_after(self.failed, &mut self.rng) else {
             return Err(refused.error);
         };
-        // Subscribe to the release channel, then retry at once: a release between the failed
-        // attempt and the subscription is seen by that retry, any later one wakes us.
-        let just_subscribed = contended && self.wakeups.is_none() && self.may_subscribe;
-        if just_subscribed {
+        // Register for this waiter's wake-up. If the failed attempt could not list the waiter
+        // (wake-ups did not reach this client yet), retry at once to list it: a release in
+        // between is seen by that retry, any later one wakes us.
+        let mut list_now = false;
+        if contended && self.wakeups.is_none() && self.may_subscribe {
             self.may_subscribe = false;
-            self.wakeups = self.engine.watch(&self.claim.channel(&self.lease)).await;
+            self.wakeups = self.engine.watch(self.lease.token().as_str()).await;
+            list_now = self.wakeups.is_some() && self.entry_sent_to.is_none();
         }
-        // The retry policy's delay is the longest wait; a release wakes us sooner, and the lock
-        // is free anyway when the holder's lease runs out. A queued waiter also comes back in
-        // time to keep its place.
-        let mut delay = match refused.holder_remaining {
-            _ if just_subscribed && self.wakeups.is_some() => Duration::ZERO,
-            Some(remaining) => backoff.min(remaining),
-            None => backoff,
+        // A listed waiter that wake-ups reach waits for its hand-off: it comes back only to
+        // keep the waiters list alive, or when the holder's lease runs out (the holder may be
+        // gone without a release). Otherwise the retry policy's delay is the longest wait.
+        let handed_over = self.earlier.listed && self.wakeups.is_some();
+        let pause = if handed_over {
+            self.claim.refresh_every()
+        } else {
+            backoff
         };
-        if let Some(refresh) = self.claim.refresh_every() {
-            delay = delay.min(refresh);
-        }
+        let mut delay = match refused.holder_remaining {
+            _ if list_now => Duration::ZERO,
+            Some(remaining) => pause.min(remaining),
+            None => pause,
+        };
         if let Some(deadline) = self.deadline {
             let now = Instant::now();
             if now >= deadline {
@@ -270,42 +396,66 @@ impl<'a, C: Claim> Acquisition<'a, C> {
                     .await;
             }
         };
-        // With several backends, waiters woken by the same release would all send their
-        // retries at once and split the votes between them; a little spread lets one win.
-        let spread = if self.engine.quorum().len() > 1 {
-            Duration::from_micros(self.rng.u64(0..2_000))
-        } else {
-            Duration::ZERO
-        };
-        let (claim, lease) = (&self.claim, &self.lease);
+        let lease = &self.lease;
+        let wakeups = self.wakeups.as_mut();
         let woken = async {
-            let Some(watch) = self.wakeups.as_mut() else {
+            // No timer on the way to an immediate retry: even a zero sleep waits for the
+            // timer wheel's next millisecond tick.
+            if delay.is_zero() {
+                return (None, true);
+            }
+            let Some(watch) = wakeups else {
                 tokio::time::sleep(delay).await;
-                return true;
+                return (None, true);
             };
-            let timer = tokio::time::sleep(delay);
-            tokio::pin!(timer);
-            loop {
-                tokio::select! {
-                    () = &mut timer => return true,
-                    woken = watch.changed() => match woken {
-                        None => return false,
-                        Some(payload) if claim.woken_by(lease, &payload) => {
-                            tokio::time::sleep(spread).await;
-                            return true;
-                        }
-                        Some(_) => {}
-                    },
+            tokio::select! {
+                () = tokio::time::sleep(delay) => (None, true),
+                handed = watch.handed() => {
+                    if handed.is_some() {
+                        tracing::trace!(target: "redlease::handoff", name = lease.name(), "waiter woken");
+                    }
+                    (handed, handed.is_some())
                 }
             }
         };
-        let ((), subscribed) = tokio::join!(give_back, woken);
-        if !subscribed {
-            // The subscriber connection broke: poll for now, subscribe again next time.
+        let ((), (handed, subscribed)) = tokio::join!(give_back, woken);
+        self.handed = handed;
+        if handed.is_none() && !subscribed {
+            // The subscriber connection broke: poll for now, register again next time.
             self.wakeups = None;
             self.may_subscribe = true;
         }
         Ok(())
+    }
+}
+
+/// Confirms a lease a release handed to this waiter (and that it took as it was): the hold
+/// gets the waiter's value and TTL. Validity then counts from the confirmation's send time;
+/// renewal starts from there (a hold cap from `granted`). A confirmation that finds the lease
+/// gone (it was released meanwhile, or the claim ran out) leaves it to be lost at its
+/// deadline; one that fails to reach the server, likewise.
+async fn confirm<C: Claim>(
+    engine: Arc<Engine>,
+    claim: Arc<C>,
+    lease: Arc<Lease>,
+    ask: Ask,
+    granted: Instant,
+) {
+    const CONTEXT: &str = "confirming a handed-over lease";
+    let sent = Instant::now();
+    let call = claim.confirm(&lease, &ask.timing);
+    let Some(backend) = engine.quorum().only() else {
+        return;
+    };
+    let reply = backend
+        .call(&call, CONTEXT, ask.timing.trusted, Durability::Replicated)
+        .await;
+    if reply.is_ok_and(|reply| reply.ownership().is_ok())
+        && lease.extended(sent, &ask.timing)
+        && ask.auto_renew
+    {
+        lease.start_renewal(ask.timing, granted, ask.max_hold);
+        engine.renew(lease);
     }
 }
 
@@ -315,13 +465,12 @@ async fn vote<C: Claim>(
     backend: &Backend,
     claim: &C,
     lease: &Lease,
-    timing: &LeaseTiming,
+    call: &Call,
     limit: Duration,
 ) -> Vote {
     const CONTEXT: &str = "acquiring a lease";
-    let call = claim.attempt(lease, timing);
     match backend
-        .call(&call, CONTEXT, limit, Durability::Replicated)
+        .call(call, CONTEXT, limit, Durability::Replicated)
         .await
     {
         Ok(reply) => claim

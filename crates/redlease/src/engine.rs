@@ -18,6 +18,9 @@ pub(crate) struct Engine {
     quorum: Arc<Quorum>,
     prefix: String,
     drift: Drift,
+    /// Whether a server's count of a wake-up's receivers is complete (see
+    /// [`HandOff::skip_unheard`](crate::lease::HandOff)).
+    counts_receivers: bool,
     renewer: Renewer,
     subscriber: Subscriber,
 }
@@ -28,6 +31,7 @@ impl Engine {
         prefix: String,
         drift: Drift,
         subscriber: Subscriber,
+        counts_receivers: bool,
     ) -> Self {
         let quorum = Arc::new(quorum);
         Self {
@@ -35,6 +39,7 @@ impl Engine {
             quorum,
             prefix,
             drift,
+            counts_receivers,
             subscriber,
         }
     }
@@ -49,6 +54,12 @@ impl Engine {
 
     pub(crate) fn drift(&self) -> Drift {
         self.drift
+    }
+
+    /// Whether a server's count of a wake-up's receivers is complete: true when every backend
+    /// is a plain server the client's subscriber may listen on directly.
+    pub(crate) fn counts_receivers(&self) -> bool {
+        self.counts_receivers
     }
 
     /// The keys of the lock `name` under this client's prefix (validating the name).
@@ -66,17 +77,30 @@ impl Engine {
         self.renewer.poke();
     }
 
-    /// Subscribes to `channel`; `None` when no subscriber connection can be had (the caller
-    /// then polls).
-    pub(crate) async fn watch(&self, channel: &str) -> Option<Watch> {
-        self.subscriber.watch(channel).await
+    /// Registers the waiter `token` for its wake-up, subscribing first if needed; `None` when
+    /// no subscriber connection can be had (the caller then polls).
+    pub(crate) async fn watch(&self, token: &str) -> Option<Watch> {
+        self.subscriber.watch(token).await
+    }
+
+    /// The backend whose releases can wake this client's waiters, while they can.
+    pub(crate) fn wake_backend(&self) -> Option<usize> {
+        self.subscriber.live_backend()
+    }
+
+    /// This client's wake channel, which its waiters list with their tokens.
+    pub(crate) fn wake_channel(&self) -> &str {
+        self.subscriber.channel()
     }
 
     /// Gives `lease` back on every backend: its renewal stops at once.
     pub(crate) async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome, Error> {
         lease.mark_lost(Lost::Released);
         self.renewer.poke();
-        self.quorum.release(lease.release_call(), None).await
+        tracing::trace!(target: "redlease::handoff", name = lease.name(), "release sent");
+        let outcome = self.quorum.release(lease.release_call(), None).await;
+        tracing::trace!(target: "redlease::handoff", name = lease.name(), "release replied");
+        outcome
     }
 
     /// Gives `lease` back on the backends in `only` (the grants of a failed round).

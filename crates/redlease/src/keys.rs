@@ -5,47 +5,90 @@ use crate::error::ConfigError;
 /// Longest accepted lock name and key prefix, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
 
-/// The keys of one lock. Both carry the name as a Cluster hash tag (`prefix{name}…`), so they
-/// live in one slot and one script can touch both.
+/// The keys of one lock name. Every key is the lock key `prefix{name}` followed by a suffix,
+/// so all carry the name as their Cluster hash tag and live in one slot: one script can touch
+/// them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Keys {
-    /// Holds the owner's token, with the lease's TTL.
+    /// Holds the owner's token (followed by its label), with the lease's TTL.
     pub(crate) lock: String,
+}
+
+/// What follows the lock key in the name of each of its companion keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suffix {
     /// The fencing counter: incremented by every grant, never expires.
-    pub(crate) fence: String,
+    Fence,
+    /// The waiters of the lock (a list of waiter entries, oldest first), with a TTL renewed
+    /// while anyone waits.
+    Waiters,
+}
+
+impl Suffix {
+    fn text(self) -> &'static str {
+        match self {
+            Self::Fence => ":fence",
+            Self::Waiters => ":waiters",
+        }
+    }
+}
+
+/// A key name written into a command without building a string first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key<'a> {
+    lock: &'a str,
+    suffix: Option<Suffix>,
+}
+
+impl redis::ToRedisArgs for Key<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg.write_all(self.lock.as_bytes());
+        if let Some(suffix) = self.suffix {
+            let _ = arg.write_all(suffix.text().as_bytes());
+        }
+    }
 }
 
 impl Keys {
     pub(crate) fn new(prefix: &str, name: &str) -> Result<Self, ConfigError> {
         validate_name(name)?;
-        let lock = format!("{prefix}{{{name}}}");
-        let fence = format!("{lock}:fence");
-        let keys = Self { lock, fence };
+        let keys = Self {
+            lock: format!("{prefix}{{{name}}}"),
+        };
         debug_assert!(keys.in_one_slot(name), "{keys:?}");
         Ok(keys)
     }
 
     /// Every key a script may touch carries the same Cluster hash tag, so all live in one
     /// slot (in Cluster mode a script over several slots fails with `CROSSSLOT`). The name and
-    /// prefix rules guarantee this; the other keys extend the lock key, so they share its tag
-    /// once it is the whole name.
+    /// prefix rules guarantee this: the companion keys extend the lock key, so they share its
+    /// tag once it is the whole name.
     fn in_one_slot(&self, name: &str) -> bool {
-        hash_tag(&self.lock) == Some(name) && hash_tag(&self.fence) == Some(name)
+        hash_tag(&self.lock) == Some(name) && hash_tag(&self.owned(Suffix::Fence)) == Some(name)
     }
 
-    /// The pub/sub channel the release script publishes on (the lock key + `:released`).
-    pub(crate) fn channel(&self) -> String {
-        format!("{}:released", self.lock)
+    /// The lock key, for a command.
+    pub(crate) fn lock(&self) -> Key<'_> {
+        Key {
+            lock: &self.lock,
+            suffix: None,
+        }
     }
 
-    /// Fair mode's waiters, by arrival time (a sorted set of tokens).
-    pub(crate) fn queue(&self) -> String {
-        format!("{}:queue", self.lock)
+    /// A companion key, for a command.
+    pub(crate) fn key(&self, suffix: Suffix) -> Key<'_> {
+        Key {
+            lock: &self.lock,
+            suffix: Some(suffix),
+        }
     }
 
-    /// Fair mode's waiters, by the time their entry expires unless refreshed.
-    pub(crate) fn queue_expiry(&self) -> String {
-        format!("{}:queue:expiry", self.lock)
+    /// A companion key's name as a string.
+    pub(crate) fn owned(&self, suffix: Suffix) -> String {
+        format!("{}{}", self.lock, suffix.text())
     }
 }
 
@@ -98,9 +141,22 @@ mod tests {
     fn keys_share_the_name_as_hash_tag() {
         let keys = Keys::new("redlease:", "jobs:nightly").unwrap();
         assert_eq!(keys.lock, "redlease:{jobs:nightly}");
-        assert_eq!(keys.fence, "redlease:{jobs:nightly}:fence");
-        assert_eq!(keys.channel(), "redlease:{jobs:nightly}:released");
-        assert_eq!(keys.queue(), "redlease:{jobs:nightly}:queue");
+        assert_eq!(keys.owned(Suffix::Fence), "redlease:{jobs:nightly}:fence");
+        assert_eq!(
+            keys.owned(Suffix::Waiters),
+            "redlease:{jobs:nightly}:waiters"
+        );
+        let mut cmd = redis::cmd("X");
+        cmd.arg(keys.lock()).arg(keys.key(Suffix::Fence));
+        let args: Vec<Vec<u8>> = cmd
+            .args_iter()
+            .filter_map(|arg| match arg {
+                redis::Arg::Simple(bytes) => Some(bytes.to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(args[1], b"redlease:{jobs:nightly}");
+        assert_eq!(args[2], b"redlease:{jobs:nightly}:fence");
     }
 
     #[test]
@@ -113,8 +169,7 @@ mod tests {
         let keys = Keys::new("p:", "x").unwrap();
         assert!(keys.in_one_slot("x"));
         let broken = Keys {
-            lock: "p:{x}".to_owned(),
-            fence: "p:{y}:fence".to_owned(),
+            lock: "p:{y}".to_owned(),
         };
         assert!(!broken.in_one_slot("x"));
     }

@@ -28,6 +28,19 @@ pub(crate) struct HoldScripts {
     pub(crate) release: fn(&Lease) -> Call,
 }
 
+/// How the scripts that free a hold hand it to the next waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HandOff {
+    /// How long a hold handed to a waiter is kept for it before it confirms (ms).
+    pub(crate) claim_ms: u64,
+    /// A waiter whose wake-up reached nobody is gone and is skipped. Only where every
+    /// subscriber of a waiter's channel is counted by the server that publishes: a plain
+    /// server. A Cluster node counts only its own subscribers, and a Sentinel's demoted
+    /// primary still relays the new one's messages, so there a wake-up that reached "nobody"
+    /// may yet arrive, and its hand-off must stand.
+    pub(crate) skip_unheard: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Lease {
     name: String,
@@ -36,6 +49,7 @@ pub(crate) struct Lease {
     /// Who holds it, for people looking at the lock (stored after the token).
     label: String,
     scripts: &'static HoldScripts,
+    hand_off: HandOff,
     state: Mutex<State>,
     /// Wakes `lost()` futures when the lease is declared lost.
     lost_notify: Notify,
@@ -92,6 +106,7 @@ impl Lease {
         token: Token,
         label: String,
         scripts: &'static HoldScripts,
+        hand_off: HandOff,
     ) -> Self {
         let now = Instant::now();
         Self {
@@ -100,6 +115,7 @@ impl Lease {
             token,
             label,
             scripts,
+            hand_off,
             state: Mutex::new(State {
                 valid_until: now,
                 ttl: Duration::ZERO,
@@ -127,6 +143,10 @@ impl Lease {
 
     pub(crate) fn label(&self) -> &str {
         &self.label
+    }
+
+    pub(crate) fn hand_off(&self) -> HandOff {
+        self.hand_off
     }
 
     /// The call that extends this lease to `millis` on one backend.
@@ -362,12 +382,17 @@ mod tests {
 
     fn lease() -> Lease {
         let keys = Keys::new("p:", "n").unwrap();
+        let hand_off = HandOff {
+            claim_ms: 500,
+            skip_unheard: true,
+        };
         Lease::new(
             "n",
             keys,
             Token::generate().unwrap(),
             String::new(),
             &SCRIPTS,
+            hand_off,
         )
     }
 

@@ -14,7 +14,7 @@ use crate::timing::{Drift, LeaseTiming};
 /// | [`retry`](Self::retry) | [`Retry::default`] (exponential backoff for up to 10 s) |
 /// | [`auto_renew`](Self::auto_renew) | off: the lease ends after `ttl` unless extended |
 /// | [`max_hold`](Self::max_hold) | none |
-/// | [`fair`](Self::fair) | off: whoever retries first after a release wins |
+/// | [`fair`](Self::fair) | off: a release wakes the oldest waiter, but whoever asks first while the lock is free gets it |
 ///
 /// Renewal is off by default because a TTL that silently becomes "forever" surprises more
 /// than one that ends: turn it on for work of unknown length, and pair it with
@@ -79,17 +79,20 @@ impl LockOptions {
         self
     }
 
-    /// First come, first served: waiters queue in Redis in arrival order, and a free lock goes
-    /// to the head of the queue, across processes. A waiter keeps its place by retrying at
-    /// least every second; a waiter that stops (crashed, or its `acquire` was dropped without
-    /// cleanup) loses its place after 3 s.
+    /// First come, first served. Waiters are always listed in Redis in arrival order and a
+    /// release always wakes the oldest one only; without fair mode, a client that asks while
+    /// the lock is free (before the woken waiter's retry arrives) takes it, which keeps the
+    /// lock busier. In fair mode a free lock goes to the woken (or oldest) waiter only, across
+    /// processes, and a newcomer lists itself behind the others.
     ///
-    /// What it costs: each handoff waits for the head of the queue to retry (a round trip
-    /// after the release notification) even if another client could have taken the lock
-    /// sooner, and a crashed head can hold the queue up for up to 3 s.
-    /// Fairness holds among clients that all use fair mode on that name; a non-fair acquire
-    /// can still take a free lock ahead of the queue. Fair mode needs a single node (the
-    /// queues of several Redlock nodes could order waiters differently).
+    /// What it costs: a handoff always waits for the woken waiter's retry (one round trip
+    /// after the wake-up), a waiter whose process hangs (stopped, not dead) holds the lock up
+    /// for up to a second once woken, and each handoff costs Redis a few more commands. A
+    /// waiter whose process dies is skipped at once (its wake-up reaches nobody), and one
+    /// whose `acquire` is dropped leaves the list. Fairness holds among clients that all use
+    /// fair mode on that name; a non-fair acquire can still take a free lock ahead of the
+    /// list. Fair mode needs a single node (the lists of several Redlock nodes could order
+    /// waiters differently).
     pub fn fair(mut self, on: bool) -> Self {
         self.fair = on;
         self
@@ -112,9 +115,6 @@ impl LockOptions {
 /// The longest accepted [`LockOptions::label`], in bytes.
 pub const MAX_LABEL_LEN: usize = 256;
 
-/// How long a fair-mode waiter keeps its place in the queue without retrying.
-pub(crate) const QUEUE_ENTRY_TTL: Duration = Duration::from_secs(3);
-
 /// [`LockOptions`] checked against a client's drift policy and node count, with what the
 /// acquire loop derives from them.
 #[derive(Debug, Clone)]
@@ -123,8 +123,7 @@ pub(crate) struct Checked {
     pub(crate) retry: Retry,
     pub(crate) auto_renew: bool,
     pub(crate) max_hold: Option<Duration>,
-    /// Fair mode's queue entry lifetime in milliseconds; `None` when not fair.
-    pub(crate) queue_entry_ms: Option<u64>,
+    pub(crate) fair: bool,
     pub(crate) label: String,
 }
 
@@ -155,9 +154,7 @@ impl LockOptions {
             retry: self.retry.clone(),
             auto_renew: self.auto_renew,
             max_hold: self.max_hold,
-            queue_entry_ms: self
-                .fair
-                .then(|| u64::try_from(QUEUE_ENTRY_TTL.as_millis()).unwrap_or(u64::MAX)),
+            fair: self.fair,
             label: self.label.clone(),
         })
     }

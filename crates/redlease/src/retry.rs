@@ -19,11 +19,12 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// errors that retrying cannot fix (a denied permission, `NOPERM`; rejected credentials) end
 /// the loop at once.
 ///
-/// The delays are the *longest* waits between attempts: a waiter subscribes to the lock's
-/// release channel and retries as soon as the holder releases, so with a live subscription a
-/// long delay costs nothing but the rare case of a lost notification. Waits also never outlast
-/// the holder's remaining TTL (the lock is free then) nor the deadline set with
-/// [`timeout`](Retry::timeout); at the deadline one last attempt is made.
+/// The delays are the *longest* waits between attempts while nobody can hand the lock over:
+/// a waiter lists itself in Redis and a release hands the lock straight to the oldest listed
+/// waiter, so a listed waiter with a live wake-up subscription does not poll at all; it comes
+/// back once a second to keep its place, or when the holder's lease runs out (the holder may
+/// have died). Waits also never outlast the deadline set with [`timeout`](Retry::timeout);
+/// at the deadline one last attempt is made.
 ///
 /// The default ([`Retry::default`]) is exponential backoff from 10 ms up to 200 ms, with
 /// jitter, for at most 10 s; then [`Error::TimedOut`](crate::Error::TimedOut).

@@ -1,219 +1,264 @@
-//! Waiting without polling: release scripts publish on a lock's channel, and one subscriber
-//! connection per client wakes the client's waiters of that channel.
+//! Waiting without polling. Every client has one wake channel and one subscriber connection
+//! on it; a waiter lists itself (its token and the channel) in the lock's waiters, and a
+//! release hands the lock to the oldest waiter whose client still listens, publishing
+//! "token fence lock-key" on that client's channel. So a release wakes exactly one waiter, in
+//! one process, and nobody else sees a message.
 //!
-//! A waiter subscribes *before* the retry that follows its failed attempt, so a release that
-//! lands between the two cannot be missed; and it never sleeps past the holder's remaining TTL
-//! or its own deadline, so an expiry (which publishes nothing) or a lost message costs at most
-//! that wait. If the subscriber connection fails, every waiter is woken and falls back to its
-//! retry policy until a new subscriber connects; waiting never hangs on it.
+//! A message can arrive before its waiter has registered here (the waiter listed itself in an
+//! attempt whose reply is still on its way): it is kept for a while and handed to the waiter
+//! when it registers. If the subscriber connection fails, every waiter is told and falls back
+//! to its retry policy until a new subscriber connects; waiting never hangs on it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::conn::PubSubSource;
 
-/// What the waiters of one channel see: how many messages arrived, and the last payload.
-pub(crate) type Wakeup = (u64, Arc<str>);
+/// How long a hand-off that found no waiter is kept for one that registers late.
+const EARLY_WAKE_KEPT: Duration = Duration::from_secs(2);
+/// How many such hand-offs are kept at most.
+const EARLY_WAKES_MAX: usize = 256;
 
 /// The client's subscriber: a task owning one pub/sub connection, started on first use.
 pub(crate) struct Subscriber {
-    /// Where a subscriber connection can be opened: the nodes' addresses, in order. Empty
-    /// when every node is a caller-supplied connection: waiting then polls.
-    servers: Vec<PubSubSource>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Where a subscriber connection can be opened, with the index of the backend each one
+    /// is; empty when every backend is a caller-supplied connection (waiting then polls).
+    sources: Vec<(usize, PubSubSource)>,
+    /// The client's wake channel.
+    channel: String,
     connect_timeout: Duration,
-    control: Mutex<Option<mpsc::UnboundedSender<Command>>>,
+    state: Mutex<State>,
+    /// The subscription is confirmed and the connection has not failed since.
+    live: AtomicBool,
+    /// The backend the live connection is on.
+    backend: AtomicUsize,
+    /// The client is gone: the subscriber task ends.
+    shutdown: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Waiters by token.
+    waiters: HashMap<String, mpsc::UnboundedSender<u64>>,
+    /// Hand-offs (token, fence) that arrived before their waiter registered.
+    early: VecDeque<(String, u64, Instant)>,
+    /// A subscriber task is running (or starting).
+    running: bool,
+    /// Callers waiting for the subscription to be confirmed.
+    confirming: Vec<oneshot::Sender<bool>>,
 }
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
-            .field("servers", &self.servers.len())
+            .field("sources", &self.inner.sources.len())
+            .field("channel", &self.inner.channel)
             .finish_non_exhaustive()
     }
 }
 
-enum Command {
-    Watch {
-        channel: String,
-        reply: oneshot::Sender<watch::Receiver<Wakeup>>,
-    },
-    Unwatch {
-        channel: String,
-    },
-}
-
-/// One waiter's subscription to a lock's channel; unsubscribes when dropped.
+/// One waiter's registration; unregisters when dropped.
 pub(crate) struct Watch {
-    channel: String,
-    wakeups: watch::Receiver<Wakeup>,
-    control: mpsc::UnboundedSender<Command>,
+    inner: Arc<Inner>,
+    token: String,
+    handed: mpsc::UnboundedReceiver<u64>,
 }
 
 impl Watch {
-    /// Forgets the messages seen so far: [`changed`](Self::changed) waits for a newer one.
-    pub(crate) fn mark_seen(&mut self) {
-        self.wakeups.borrow_and_update();
-    }
-
-    /// Waits for a message newer than the last [`mark_seen`](Self::mark_seen) and returns its
-    /// payload; `None` if the subscriber connection is gone.
-    pub(crate) async fn changed(&mut self) -> Option<Arc<str>> {
-        self.wakeups.changed().await.ok()?;
-        Some(self.wakeups.borrow_and_update().1.clone())
+    /// Waits until a release hands this waiter the lock, and returns the fence it was handed
+    /// with; `None` if the subscriber connection is gone (the caller then polls).
+    pub(crate) async fn handed(&mut self) -> Option<u64> {
+        self.handed.recv().await
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let channel = std::mem::take(&mut self.channel);
-        let _ = self.control.send(Command::Unwatch { channel });
+        self.inner.state().waiters.remove(&self.token);
     }
 }
 
 impl Subscriber {
-    pub(crate) fn new(servers: Vec<PubSubSource>, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        sources: Vec<(usize, PubSubSource)>,
+        channel: String,
+        connect_timeout: Duration,
+    ) -> Self {
         Self {
-            servers,
-            connect_timeout,
-            control: Mutex::new(None),
+            inner: Arc::new(Inner {
+                sources,
+                channel,
+                connect_timeout,
+                state: Mutex::new(State::default()),
+                live: AtomicBool::new(false),
+                backend: AtomicUsize::new(0),
+                shutdown: Notify::new(),
+            }),
         }
     }
 
-    /// Subscribes to `channel`, returning once the server confirmed it. `None` when no
-    /// subscriber connection can be had (the caller then polls).
-    pub(crate) async fn watch(&self, channel: &str) -> Option<Watch> {
-        if self.servers.is_empty() {
+    /// The client's wake channel: what a waiter lists with its token.
+    pub(crate) fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// The backend whose wake-ups reach this client, while the subscription is live: a
+    /// waiter lists itself there (and, with several backends, that backend decides first).
+    pub(crate) fn live_backend(&self) -> Option<usize> {
+        self.inner
+            .live
+            .load(Ordering::Acquire)
+            .then(|| self.inner.backend.load(Ordering::Acquire))
+    }
+
+    /// Registers a waiter for `token`, subscribing first if needed; `None` when no
+    /// subscriber connection can be had (the caller then polls). A wake-up for `token` that
+    /// arrived before this call is not lost.
+    pub(crate) async fn watch(&self, token: &str) -> Option<Watch> {
+        if self.inner.sources.is_empty() {
             return None;
         }
-        let (reply, confirmed) = oneshot::channel();
-        let control = self.control_channel();
-        control
-            .send(Command::Watch {
-                channel: channel.to_owned(),
-                reply,
-            })
-            .ok()?;
-        // Connecting and subscribing are bounded by the connect timeout in the task; this
-        // bound only guards against a subscriber that stopped answering.
-        let wakeups = tokio::time::timeout(self.connect_timeout * 2, confirmed)
-            .await
-            .ok()?
-            .ok()?;
+        if !self.inner.live.load(Ordering::Acquire) {
+            let (confirmed, confirmation) = oneshot::channel();
+            {
+                let mut state = self.inner.state();
+                state.confirming.push(confirmed);
+                if !state.running {
+                    state.running = true;
+                    tokio::spawn(subscriber(self.inner.clone()));
+                }
+            }
+            // Connecting and subscribing are bounded by the connect timeout in the task; this
+            // bound only guards against a task that stopped answering.
+            let live = tokio::time::timeout(self.inner.connect_timeout * 2, confirmation).await;
+            if !matches!(live, Ok(Ok(true))) {
+                return None;
+            }
+        }
+        let (sender, handed) = mpsc::unbounded_channel();
+        let mut state = self.inner.state();
+        let now = Instant::now();
+        state
+            .early
+            .retain(|&(_, _, at)| now.saturating_duration_since(at) < EARLY_WAKE_KEPT);
+        if let Some(at) = state.early.iter().position(|(early, _, _)| early == token)
+            && let Some((_, fence, _)) = state.early.remove(at)
+        {
+            let _ = sender.send(fence);
+        }
+        state.waiters.insert(token.to_owned(), sender);
         Some(Watch {
-            channel: channel.to_owned(),
-            wakeups,
-            control,
+            inner: self.inner.clone(),
+            token: token.to_owned(),
+            handed,
         })
     }
+}
 
-    /// The running subscriber's command queue, starting a subscriber if there is none.
-    fn control_channel(&self) -> mpsc::UnboundedSender<Command> {
-        let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = control.as_ref().filter(|sender| !sender.is_closed()) {
-            return sender.clone();
-        }
-        let (sender, commands) = mpsc::unbounded_channel();
-        tokio::spawn(subscriber(
-            self.servers.clone(),
-            self.connect_timeout,
-            commands,
-        ));
-        *control = Some(sender.clone());
-        sender
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        // Stored as a permit if the task is not waiting yet.
+        self.inner.shutdown.notify_one();
     }
 }
 
-/// A channel's waiters and the sender that wakes them.
-struct Channel {
-    watchers: usize,
-    wake: watch::Sender<Wakeup>,
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells the waiter of a hand-off (`token fence lock-key`), or keeps it for the waiter.
+    fn hand_off(&self, message: &str) {
+        let mut fields = message.splitn(3, ' ');
+        let (Some(token), Some(Ok(fence))) = (fields.next(), fields.next().map(str::parse::<u64>))
+        else {
+            return;
+        };
+        let mut state = self.state();
+        if let Some(waiter) = state.waiters.get(token)
+            && waiter.send(fence).is_ok()
+        {
+            return;
+        }
+        if state.early.len() >= EARLY_WAKES_MAX {
+            state.early.pop_front();
+        }
+        state
+            .early
+            .push_back((token.to_owned(), fence, Instant::now()));
+    }
+
+    /// The subscription is confirmed (`live`) or could not be had: tells the callers waiting
+    /// for it.
+    fn confirmed(&self, live: bool) {
+        self.live.store(live, Ordering::Release);
+        for caller in std::mem::take(&mut self.state().confirming) {
+            let _ = caller.send(live);
+        }
+    }
+
+    /// The connection is gone: every registered waiter falls back to polling, and the next
+    /// waiter starts a new subscriber.
+    fn ended(&self) {
+        self.live.store(false, Ordering::Release);
+        let mut state = self.state();
+        state.running = false;
+        for caller in std::mem::take(&mut state.confirming) {
+            let _ = caller.send(false);
+        }
+        // Dropping the senders tells every registered waiter.
+        state.waiters.clear();
+    }
 }
 
-/// The subscriber task: connects to the first node that answers, then applies watch commands
-/// and dispatches messages until the connection breaks or the client is dropped. Ending drops
-/// every channel's sender, which wakes all waiters with "subscriber gone".
-async fn subscriber(
-    servers: Vec<PubSubSource>,
-    connect_timeout: Duration,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
+/// The subscriber task: connects to the first backend that answers, subscribes to the
+/// client's channel, and dispatches wake-ups until the connection breaks or the client is
+/// dropped.
+async fn subscriber(inner: Arc<Inner>) {
+    let timeout = inner.connect_timeout;
     let mut connection = None;
-    for server in &servers {
-        if let Ok(Some(pubsub)) = tokio::time::timeout(connect_timeout, server.open()).await {
-            connection = Some(pubsub.split());
+    for (backend, source) in &inner.sources {
+        if let Ok(Some(pubsub)) = tokio::time::timeout(timeout, source.open()).await {
+            connection = Some((*backend, pubsub));
             break;
         }
     }
-    let Some((mut sink, mut messages)) = connection else {
+    let Some((backend, mut pubsub)) = connection else {
+        inner.ended();
         return;
     };
-    let mut channels: HashMap<String, Channel> = HashMap::new();
+    if !matches!(
+        tokio::time::timeout(timeout, pubsub.subscribe(&inner.channel)).await,
+        Ok(Ok(()))
+    ) {
+        inner.ended();
+        return;
+    }
+    inner.backend.store(backend, Ordering::Release);
+    inner.confirmed(true);
+    let mut messages = pubsub.on_message();
     loop {
         tokio::select! {
-            command = commands.recv() => match command {
-                None => return,
-                Some(Command::Watch { channel, reply }) => {
-                    let receiver = if let Some(known) = channels.get_mut(&channel) {
-                        known.watchers += 1;
-                        known.wake.subscribe()
-                    } else {
-                        let confirmed = tokio::time::timeout(connect_timeout, sink.subscribe(&channel)).await;
-                        if !matches!(confirmed, Ok(Ok(()))) {
-                            return;
-                        }
-                        let (wake, receiver) = watch::channel((0, Arc::from("")));
-                        channels.insert(channel.clone(), Channel { watchers: 1, wake });
-                        receiver
-                    };
-                    // The waiter may have given up meanwhile: then nobody will unwatch for it.
-                    if reply.send(receiver).is_err() && !unwatch(&mut channels, &mut sink, channel, connect_timeout).await {
-                        return;
-                    }
-                }
-                Some(Command::Unwatch { channel }) => {
-                    if !unwatch(&mut channels, &mut sink, channel, connect_timeout).await {
-                        return;
-                    }
-                }
-            },
             message = messages.next() => {
                 let Some(message) = message else {
-                    return;
+                    break;
                 };
-                if let Some(known) = channels.get(message.get_channel_name()) {
-                    let payload: Arc<str> = message.get_payload::<String>().unwrap_or_default().into();
-                    known.wake.send_modify(|(count, last)| {
-                        *count += 1;
-                        *last = payload;
-                    });
+                tracing::trace!(target: "redlease::handoff", "release message received");
+                if let Ok(payload) = message.get_payload::<String>() {
+                    inner.hand_off(&payload);
                 }
             }
+            () = inner.shutdown.notified() => break,
         }
     }
-}
-
-/// Drops one watcher of `channel`, unsubscribing when it was the last. `false` when the
-/// connection failed.
-async fn unwatch(
-    channels: &mut HashMap<String, Channel>,
-    sink: &mut redis::aio::PubSubSink,
-    channel: String,
-    timeout: Duration,
-) -> bool {
-    let Some(known) = channels.get_mut(&channel) else {
-        return true;
-    };
-    known.watchers -= 1;
-    if known.watchers > 0 {
-        return true;
-    }
-    channels.remove(&channel);
-    matches!(
-        tokio::time::timeout(timeout, sink.unsubscribe(&channel)).await,
-        Ok(Ok(()))
-    )
+    inner.ended();
 }

@@ -63,7 +63,9 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
     let mut backends = Vec::with_capacity(settings.sources.len());
     let mut addresses = Vec::new();
     let mut pubsub = Vec::new();
+    let mut plain_servers = true;
     for source in settings.sources {
+        plain_servers &= matches!(source, Source::Url(_));
         let opened = match source {
             Source::Url(url) => open(&url, timeouts, certificates.as_ref())?,
             Source::Connection { label, deployment } => Opened {
@@ -82,7 +84,8 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
             )?,
         };
         addresses.extend(opened.address);
-        pubsub.extend(opened.pubsub);
+        let backend = backends.len();
+        pubsub.extend(opened.pubsub.into_iter().map(|source| (backend, source)));
         backends.push(Backend::new(
             opened.label,
             opened.deployment,
@@ -95,12 +98,23 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
     let limit = settings.connect_timeout + settings.command_timeout;
     quorum.load_scripts(&crate::lock::SCRIPTS, limit).await?;
     check_eviction(&quorum, settings.eviction_check, limit).await?;
+    let wake_channel = format!("{}wake:{}", settings.prefix, client_id()?);
+    let subscriber = Subscriber::new(pubsub, wake_channel, settings.connect_timeout);
     Ok(Engine::new(
         quorum,
         settings.prefix,
         settings.drift,
-        Subscriber::new(pubsub, settings.connect_timeout),
+        subscriber,
+        plain_servers,
     ))
+}
+
+/// A random id for this client's wake channel (64 bits: distinct among the clients of a
+/// deployment; not a secret).
+fn client_id() -> Result<String, Error> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Entropy(e.to_string()))?;
+    Ok(format!("{:016x}", u64::from_le_bytes(bytes)))
 }
 
 /// Checks the TLS settings against the URLs, and returns them in the `redis` crate's form

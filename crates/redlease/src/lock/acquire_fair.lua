@@ -1,39 +1,48 @@
--- Fair (FIFO) acquire: the lease goes to the longest-waiting client. Waiters queue in
--- KEYS[3] (scored by arrival time) and must refresh their entry in KEYS[4] (scored by expiry)
--- by retrying; an entry not refreshed in time (a crashed waiter) is dropped.
--- KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] queue, KEYS[4] queue expiries
--- ARGV[1] token, ARGV[2] TTL in ms, ARGV[3] queue entry lifetime in ms, ARGV[4] holder label
--- Returns as acquire.lua: DONE, fence | HELD, pttl (-2: free, but promised to an earlier
--- waiter) | WRONG_TYPE
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_ms)
-if #stale > 0 then
-  redis.call('ZREM', KEYS[3], unpack(stale))
-  redis.call('ZREM', KEYS[4], unpack(stale))
-end
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind ~= 'none' and kind ~= 'string' then
+-- Fair (FIFO) acquire: as acquire.lua, but a free lock goes to the oldest listed waiter only;
+-- anyone else lists itself behind. A free lock with waiters (its last lease expired instead of
+-- being released, or a waiter it was handed to never came) is handed to the oldest now.
+-- KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] waiters
+-- ARGV[1]..ARGV[7] as acquire.lua (ARGV[4] is this waiter's entry), ARGV[8] how long a lock
+-- handed to a waiter is kept for it (ms), ARGV[9] '1' to skip waiters nobody hears
+-- Returns as acquire.lua: DONE, fence | HELD, pttl (-2: free, but it is another waiter's turn)
+-- | WRONG_TYPE
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' then
   return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
 end
-local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-if kind == 'none' and (head == nil or head == ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1] .. ARGV[4], 'PX', ARGV[2])
-  local fence = redis.pcall('INCR', KEYS[2])
-  if type(fence) ~= 'number' or fence < 1 then
-    redis.call('DEL', KEYS[1])
-    return {WRONG_TYPE, {2, redis.call('TYPE', KEYS[2]).ok}, nonce}
+if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'PX', ARGV[2])
+  if ARGV[6] == '1' then
+    redis.call('LREM', KEYS[3], 0, ARGV[4])
   end
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[1])
-  return {DONE, fence, nonce}
-end
-if kind == 'string' and string.sub(redis.call('GET', KEYS[1]), 1, #ARGV[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {DONE, tonumber(redis.call('GET', KEYS[2])) or 0, nonce}
 end
-if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
-  redis.call('ZADD', KEYS[3], string.format('%.0f', tonumber(time[1]) * 1000000 + tonumber(time[2])), ARGV[1])
+if not value then
+  local oldest = redis.call('LINDEX', KEYS[3], 0)
+  local handed = false
+  if oldest and oldest ~= ARGV[4] then
+    -- Another waiter's turn: hand it the lock. If every earlier waiter is gone, the turn may
+    -- be ours after all.
+    handed = hand_off(KEYS[1], KEYS[2], KEYS[3], ARGV[8], ARGV[9])
+    oldest = redis.call('LINDEX', KEYS[3], 0)
+  end
+  if not handed and (not oldest or oldest == ARGV[4]) then
+    redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'PX', ARGV[2])
+    local fence = redis.pcall('INCR', KEYS[2])
+    if type(fence) ~= 'number' or fence < 1 then
+      redis.call('DEL', KEYS[1])
+      return {WRONG_TYPE, {2, redis.call('TYPE', KEYS[2]).ok}, nonce}
+    end
+    if oldest then
+      redis.call('LREM', KEYS[3], 0, ARGV[4])
+    end
+    return {DONE, fence, nonce}
+  end
 end
-redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[3]), ARGV[1])
+if ARGV[4] ~= '' then
+  if ARGV[6] ~= '1' or not redis.call('LPOS', KEYS[3], ARGV[4]) then
+    redis.call('RPUSH', KEYS[3], ARGV[4])
+  end
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
 return {HELD, redis.call('PTTL', KEYS[1]), nonce}

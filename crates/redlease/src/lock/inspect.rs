@@ -10,7 +10,7 @@ use super::scripts;
 use crate::backend::{Backend, Durability};
 use crate::engine::Engine;
 use crate::error::{BackendError, ConfigError, Error};
-use crate::keys::Keys;
+use crate::keys::{Key, Keys, Suffix};
 use crate::token::Token;
 
 /// Length of a token at the start of a lock key's value; the holder's label follows it.
@@ -26,10 +26,10 @@ pub struct LockInfo {
     pub holder: Option<Holder>,
     /// The fence counter: the last fencing token handed out (the largest over the nodes).
     pub fence: u64,
-    /// Fair-mode waiters in the queue.
+    /// Waiters listed in Redis: `acquire` calls waiting for the lock, across clients (the
+    /// largest number over the nodes).
     pub queued: u64,
-    /// Clients with a waiter subscribed to the lock's release channel (one subscriber
-    /// connection per client, however many of its tasks wait).
+    /// The distinct clients those waiters belong to.
     pub waiting_clients: u64,
     /// How many nodes hold the current holder's key.
     pub held_on: usize,
@@ -70,53 +70,46 @@ struct NodeView {
     /// The lock key's remaining time in milliseconds (negative: none).
     pttl_ms: i64,
     fence: u64,
-    /// Fair-mode waiters queued.
-    queued: u64,
-    /// Connections subscribed to the release channel: clients with waiters.
-    subscribers: u64,
+    /// The waiter entries listed (token, mode, the client's wake channel).
+    waiters: Vec<String>,
 }
 
 /// Reads a lock's state on one backend in one round trip, without changing it.
 async fn view(backend: &Backend, keys: &Keys) -> Result<NodeView, Error> {
     const CONTEXT: &str = "inspecting a lock";
-    let cmd = |name: &str, key: &str| {
+    let read = |name: &str, key: Key<'_>| {
         let mut cmd = redis::cmd(name);
         cmd.arg(key);
         cmd
     };
-    let mut numsub = redis::cmd("PUBSUB");
-    numsub.arg("NUMSUB").arg(keys.channel());
+    let mut waiters = read("LRANGE", keys.key(Suffix::Waiters));
+    waiters.arg(0).arg(-1);
     let reads = [
-        cmd("GET", &keys.lock),
-        cmd("PTTL", &keys.lock),
-        cmd("GET", &keys.fence),
-        cmd("ZCARD", &keys.queue()),
-        numsub,
+        read("GET", keys.lock()),
+        read("PTTL", keys.lock()),
+        read("GET", keys.key(Suffix::Fence)),
+        waiters,
     ];
     let replies = backend.read_each(&reads, CONTEXT).await?;
-    let [value, pttl, fence, queued, subscribers] = <[RedisResult<Value>; 5]>::try_from(replies)
+    let [value, pttl, fence, waiters] = <[RedisResult<Value>; 4]>::try_from(replies)
         .map_err(|_| Error::Backend(backend.protocol_failure(CONTEXT)))?;
-    let read = |reply: RedisResult<Value>, key: &str| match reply {
+    let checked = |reply: RedisResult<Value>, key: &dyn Fn() -> String| match reply {
         Ok(value) => Ok(value),
-        Err(e) if e.code() == Some("WRONGTYPE") => Err(Refusal::WrongType(key.to_owned())),
+        Err(e) if e.code() == Some("WRONGTYPE") => Err(Refusal::WrongType(key())),
         Err(e) => Err(Refusal::Backend(BackendError::from_redis(
             backend.label(),
             CONTEXT,
             e,
         ))),
     };
+    let lock_key = || keys.lock.clone();
     let decoded = (|| {
-        let value: Option<String> = parse(read(value, &keys.lock)?)?;
-        let pttl_ms: i64 = parse(read(pttl, &keys.lock)?)?;
-        let fence: Option<u64> = parse(read(fence, &keys.fence)?)?;
-        let queued: u64 = parse(read(queued, &keys.queue())?)?;
-        let subscribers = count_subscribers(read(subscribers, &keys.channel())?);
         Ok(NodeView {
-            value,
-            pttl_ms,
-            fence: fence.unwrap_or(0),
-            queued,
-            subscribers,
+            value: parse(checked(value, &lock_key)?)?,
+            pttl_ms: parse(checked(pttl, &lock_key)?)?,
+            fence: parse::<Option<u64>>(checked(fence, &|| keys.owned(Suffix::Fence))?)?
+                .unwrap_or(0),
+            waiters: parse(checked(waiters, &|| keys.owned(Suffix::Waiters))?)?,
         })
     })();
     match decoded {
@@ -153,24 +146,16 @@ async fn wrong_type(backend: &Backend, key: String) -> Error {
     Error::WrongType { key, found }
 }
 
-/// `PUBSUB NUMSUB`'s count: on a Cluster, the sum over every node (the cluster client sends it
-/// to all of them and answers per node).
-fn count_subscribers(reply: Value) -> u64 {
-    let count = |value: &Value| match value {
-        Value::Int(n) => u64::try_from(*n).unwrap_or(0),
-        _ => 0,
-    };
-    match reply {
-        Value::Map(per_node) => per_node
-            .iter()
-            .map(|(_, reply)| match reply {
-                Value::Array(items) => items.get(1).map_or(0, count),
-                other => count(other),
-            })
-            .sum(),
-        Value::Array(items) => items.get(1).map_or(0, count),
-        _ => 0,
-    }
+/// The number of distinct clients among waiter entries (an entry ends with its client's wake
+/// channel, after the 32-character token and the mode byte).
+fn clients_of(entries: &[String]) -> u64 {
+    let mut channels: Vec<&str> = entries
+        .iter()
+        .filter_map(|entry| entry.get(TOKEN_LEN + 1..))
+        .collect();
+    channels.sort_unstable();
+    channels.dedup();
+    u64::try_from(channels.len()).unwrap_or(u64::MAX)
 }
 
 /// Reads a lock's state without changing it (see [`Client::inspect`](crate::Client::inspect)).
@@ -229,10 +214,11 @@ pub(crate) async fn list(engine: &Engine, pattern: &str) -> Result<Vec<LockInfo>
 pub(crate) async fn force_release(engine: &Engine, name: &str) -> Result<Option<Holder>, Error> {
     const CONTEXT: &str = "breaking a lock";
     let keys = engine.keys(name)?;
+    let hand_off = super::hand_off(engine);
     let deleted = engine.quorum().gather(|backend| {
         let keys = keys.clone();
         async move {
-            let call = scripts::force_release(&keys);
+            let call = scripts::force_release(&keys, hand_off);
             let limit = backend.command_timeout();
             let reply = backend
                 .call(&call, CONTEXT, limit, Durability::Plain)
@@ -272,8 +258,16 @@ fn summarize(name: &str, views: &[NodeView], quorum: usize) -> LockInfo {
         name: name.to_owned(),
         holder,
         fence: views.iter().map(|view| view.fence).max().unwrap_or(0),
-        queued: views.iter().map(|view| view.queued).max().unwrap_or(0),
-        waiting_clients: views.iter().map(|view| view.subscribers).max().unwrap_or(0),
+        queued: views
+            .iter()
+            .map(|view| u64::try_from(view.waiters.len()).unwrap_or(u64::MAX))
+            .max()
+            .unwrap_or(0),
+        waiting_clients: views
+            .iter()
+            .map(|view| clients_of(&view.waiters))
+            .max()
+            .unwrap_or(0),
         held_on: holding.len(),
         nodes: views.len(),
     }
@@ -300,9 +294,21 @@ mod tests {
             value: value.map(str::to_owned),
             pttl_ms,
             fence,
-            queued: 0,
-            subscribers: 0,
+            waiters: Vec::new(),
         }
+    }
+
+    #[test]
+    fn waiters_are_counted_per_client() {
+        let entry =
+            |token: char, client: &str| format!("{}n{client}", token.to_string().repeat(32));
+        let entries = [
+            entry('a', "p:wake:1"),
+            entry('b', "p:wake:1"),
+            entry('c', "p:wake:2"),
+        ];
+        assert_eq!(clients_of(&entries), 2);
+        assert_eq!(clients_of(&["short".to_owned()]), 0);
     }
 
     #[test]

@@ -8,11 +8,11 @@ mod scripts;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::acquire::{self, Ask, Claim};
+use crate::acquire::{self, Ask, Claim, Earlier};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::lease::Lease;
-use crate::options::{LockOptions, QUEUE_ENTRY_TTL};
+use crate::lease::{HandOff, Lease};
+use crate::options::LockOptions;
 use crate::script::Call;
 use crate::timing::LeaseTiming;
 use crate::token::Token;
@@ -21,39 +21,49 @@ pub use inspect::{Holder, LockInfo};
 pub(crate) use inspect::{force_release, inspect, list};
 pub(crate) use scripts::ALL as SCRIPTS;
 
-/// The lock's claim: plain, or fair with a queue entry of `queue_entry_ms`.
+/// The lock's claim: plain (whoever asks first while it is free gets it; wake-ups go to the
+/// oldest waiter), or fair (a free lock goes to the oldest waiter only).
 struct LockClaim {
-    queue_entry_ms: Option<u64>,
+    fair: bool,
 }
 
 impl Claim for LockClaim {
-    fn attempt(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
-        match self.queue_entry_ms {
-            None => scripts::acquire(lease, timing),
-            Some(entry_ms) => scripts::acquire_fair(lease, timing, entry_ms),
-        }
+    fn attempt(
+        &self,
+        lease: &Lease,
+        timing: &LeaseTiming,
+        entry: Option<&str>,
+        earlier: Earlier,
+    ) -> Call {
+        scripts::acquire(lease, timing, entry, earlier, self.fair)
     }
 
     fn raise_fence(&self, lease: &Lease, fence: u64) -> Call {
         scripts::raise_fence(lease.keys(), fence)
     }
 
-    fn leave_queue(&self, lease: &Lease) -> Option<Call> {
-        self.queue_entry_ms
-            .map(|_| scripts::leave_queue(lease.keys(), lease.token()))
+    fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
+        scripts::confirm(lease, timing)
     }
 
-    fn channel(&self, lease: &Lease) -> String {
-        lease.keys().channel()
+    fn leave(&self, lease: &Lease, entry: &str) -> Call {
+        scripts::leave(lease, entry)
     }
 
-    /// A release names the head of the fair queue: only that waiter needs to retry.
-    fn woken_by(&self, lease: &Lease, payload: &str) -> bool {
-        self.queue_entry_ms.is_none() || payload.is_empty() || payload == lease.token().as_str()
+    fn entry_mode(&self) -> char {
+        if self.fair { 'f' } else { 'n' }
     }
 
-    fn refresh_every(&self) -> Option<Duration> {
-        self.queue_entry_ms.map(|_| QUEUE_ENTRY_TTL / 3)
+    fn refresh_every(&self) -> Duration {
+        scripts::WAITERS_TTL / 3
+    }
+}
+
+/// How this client's releases hand the lock to the next waiter.
+fn hand_off(engine: &Engine) -> HandOff {
+    HandOff {
+        claim_ms: u64::try_from(scripts::CLAIM_TTL.as_millis()).unwrap_or(u64::MAX),
+        skip_unheard: engine.counts_receivers(),
     }
 }
 
@@ -71,11 +81,11 @@ pub(crate) async fn acquire(
         Token::generate()?,
         checked.label,
         &scripts::HOLD,
+        hand_off(engine),
     ));
-    let claim = Arc::new(LockClaim {
-        queue_entry_ms: checked.queue_entry_ms,
-    });
+    let claim = Arc::new(LockClaim { fair: checked.fair });
     let ask = Ask {
+        claim: engine.drift().lease(scripts::CLAIM_TTL)?,
         timing: checked.timing,
         retry: checked.retry,
         auto_renew: checked.auto_renew,

@@ -1,87 +1,141 @@
 //! The lock's scripts, how each call is built, and what their replies mean.
 
-use crate::keys::Keys;
-use crate::lease::{HoldScripts, Lease};
+use std::time::Duration;
+
+use crate::acquire::Earlier;
+use crate::keys::{Keys, Suffix};
+use crate::lease::{HandOff, HoldScripts, Lease};
 use crate::script::{Call, Code, Reply, Script};
 use crate::timing::LeaseTiming;
-use crate::token::Token;
 
-static ACQUIRE: Script = Script::new(include_str!("acquire.lua"));
-static ACQUIRE_FAIR: Script = Script::new(include_str!("acquire_fair.lua"));
-static EXTEND: Script = Script::new(include_str!("extend.lua"));
-static RELEASE: Script = Script::new(include_str!("release.lua"));
-static RAISE_FENCE: Script = Script::new(include_str!("raise_fence.lua"));
-static LEAVE_QUEUE: Script = Script::new(include_str!("leave_queue.lua"));
-static FORCE_RELEASE: Script = Script::new(include_str!("force_release.lua"));
+const HAND_OFF: &str = include_str!("hand_off.lua");
+
+static ACQUIRE: Script = Script::new(&[include_str!("acquire.lua")]);
+static ACQUIRE_FAIR: Script = Script::new(&[HAND_OFF, include_str!("acquire_fair.lua")]);
+static EXTEND: Script = Script::new(&[include_str!("extend.lua")]);
+static CONFIRM: Script = Script::new(&[include_str!("confirm.lua")]);
+static RELEASE: Script = Script::new(&[HAND_OFF, include_str!("release.lua")]);
+static RAISE_FENCE: Script = Script::new(&[include_str!("raise_fence.lua")]);
+static LEAVE: Script = Script::new(&[HAND_OFF, include_str!("leave.lua")]);
+static FORCE_RELEASE: Script = Script::new(&[HAND_OFF, include_str!("force_release.lua")]);
 
 /// Every script of the lock, loaded when a client connects.
-pub(crate) static ALL: [&Script; 7] = [
+pub(crate) static ALL: [&Script; 8] = [
     &ACQUIRE,
     &ACQUIRE_FAIR,
     &EXTEND,
+    &CONFIRM,
     &RELEASE,
     &RAISE_FENCE,
-    &LEAVE_QUEUE,
+    &LEAVE,
     &FORCE_RELEASE,
 ];
 
 /// How a lock's lease is extended and released.
 pub(crate) static HOLD: HoldScripts = HoldScripts { extend, release };
 
-/// `SET NX PX` and the fence increment (see `acquire.lua`); replies as the default
+/// How long the waiters list lives without a new entry: listed waiters retry at least every
+/// third of it, so it outlives every live waiter and vanishes after the last.
+pub(crate) const WAITERS_TTL: Duration = Duration::from_secs(3);
+/// How long a lock handed to a waiter is kept for it before the waiter confirms it with its
+/// own TTL: the most a waiter whose process hangs can hold the lock up.
+pub(crate) const CLAIM_TTL: Duration = Duration::from_millis(500);
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
+}
+
+/// One attempt (see `acquire.lua`, or `acquire_fair.lua` when `fair`): takes the lease, or
+/// lists `entry` (if any) among the waiters. Replies as the default
 /// [`Claim::vote`](crate::acquire::Claim::vote) reads them.
-pub(crate) fn acquire(lease: &Lease, timing: &LeaseTiming) -> Call {
+pub(crate) fn acquire(
+    lease: &Lease,
+    timing: &LeaseTiming,
+    entry: Option<&str>,
+    earlier: Earlier,
+    fair: bool,
+) -> Call {
     let keys = lease.keys();
-    ACQUIRE
-        .call(&[&keys.lock, &keys.fence])
+    let script = if fair { &ACQUIRE_FAIR } else { &ACQUIRE };
+    let call = script
+        .call(&[
+            keys.lock(),
+            keys.key(Suffix::Fence),
+            keys.key(Suffix::Waiters),
+        ])
         .arg(lease.token().as_str())
         .arg(timing.millis)
         .arg(lease.label())
+        .arg(entry.unwrap_or_default())
+        .arg(millis(WAITERS_TTL))
+        .arg(flag(earlier.listed))
+        .arg(flag(earlier.unknown));
+    if fair {
+        hand_off_args(call, lease.hand_off())
+    } else {
+        call
+    }
 }
 
-/// The fair variant: waiters served in arrival order, a queue entry living `entry_ms` unless
-/// refreshed by another attempt (see `acquire_fair.lua`).
-pub(crate) fn acquire_fair(lease: &Lease, timing: &LeaseTiming, entry_ms: u64) -> Call {
-    let keys = lease.keys();
-    ACQUIRE_FAIR
-        .call(&[&keys.lock, &keys.fence, &keys.queue(), &keys.queue_expiry()])
+/// Confirms a lock a release handed to this waiter: its value and TTL; read with
+/// [`Reply::ownership`].
+pub(crate) fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
+    CONFIRM
+        .call(&[lease.keys().lock()])
         .arg(lease.token().as_str())
         .arg(timing.millis)
-        .arg(entry_ms)
         .arg(lease.label())
 }
 
 /// Compare-and-expire; its reply is read with [`Reply::ownership`].
 fn extend(lease: &Lease, millis: u64) -> Call {
     EXTEND
-        .call(&[&lease.keys().lock])
+        .call(&[lease.keys().lock()])
         .arg(lease.token().as_str())
         .arg(millis)
 }
 
-/// Compare-and-delete, waking waiters; its reply is read with [`Reply::ownership`].
+/// Compare-and-delete, or hand-off to the next waiter; its reply is read with
+/// [`Reply::ownership`].
 fn release(lease: &Lease) -> Call {
-    let keys = lease.keys();
-    RELEASE
-        .call(&[&keys.lock, &keys.queue()])
-        .arg(lease.token().as_str())
+    let call = freeing(&RELEASE, lease.keys()).arg(lease.token().as_str());
+    hand_off_args(call, lease.hand_off())
 }
 
 /// Raises the fence counter to at least `fence` (Redlock fencing; see DESIGN.md).
 pub(crate) fn raise_fence(keys: &Keys, fence: u64) -> Call {
-    RAISE_FENCE.call(&[&keys.fence]).arg(fence)
+    RAISE_FENCE.call(&[keys.key(Suffix::Fence)]).arg(fence)
 }
 
-/// Takes a fair waiter out of the queue, waking the others if the lock is free.
-pub(crate) fn leave_queue(keys: &Keys, token: &Token) -> Call {
-    LEAVE_QUEUE
-        .call(&[&keys.lock, &keys.queue(), &keys.queue_expiry()])
-        .arg(token.as_str())
+/// Takes a waiter's `entry` out of the waiters, handing the lock on if it was handed to this
+/// waiter or is free.
+pub(crate) fn leave(lease: &Lease, entry: &str) -> Call {
+    let call = freeing(&LEAVE, lease.keys()).arg(entry);
+    hand_off_args(call, lease.hand_off())
 }
 
-/// Deletes the lock key whoever holds it (keeping the fence counter) and wakes waiters.
-pub(crate) fn force_release(keys: &Keys) -> Call {
-    FORCE_RELEASE.call(&[&keys.lock])
+/// Deletes the lock key whoever holds it (keeping the fence counter), handing the lock to the
+/// next waiter.
+pub(crate) fn force_release(keys: &Keys, hand_off: HandOff) -> Call {
+    hand_off_args(freeing(&FORCE_RELEASE, keys), hand_off)
+}
+
+/// A call of a script that may free the lock and hand it on: its keys.
+fn freeing(script: &'static Script, keys: &Keys) -> Call {
+    script.call(&[
+        keys.lock(),
+        keys.key(Suffix::Fence),
+        keys.key(Suffix::Waiters),
+    ])
+}
+
+/// The arguments of `hand_off.lua`: the claim's TTL, and whether an unheard waiter is skipped.
+fn hand_off_args(call: Call, hand_off: HandOff) -> Call {
+    call.arg(hand_off.claim_ms).arg(flag(hand_off.skip_unheard))
 }
 
 /// What [`force_release`] deleted: the value (token and label), or `None` if nobody held it.

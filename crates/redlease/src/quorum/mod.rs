@@ -14,7 +14,7 @@ use futures_util::stream::FuturesUnordered;
 use crate::backend::{Backend, Durability};
 use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::outcome::ReleaseOutcome;
-use crate::script::{Call, Script};
+use crate::script::{Call, Reply, Script};
 use decide::{AcquireVotes, ExtendVotes, ReleaseVotes, Successes, in_time, majority};
 pub(crate) use decide::{Extended, Refused, Vote};
 
@@ -73,16 +73,24 @@ impl Quorum {
         request: F,
     ) -> Replies<impl Future<Output = (usize, T)> + Send + 'static>
     where
-        F: Fn(Arc<Backend>) -> Fut,
+        F: Fn(usize, Arc<Backend>) -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
         targets
             .into_iter()
             .map(|index| {
-                let reply = request(self.backends[index].clone());
+                let reply = request(index, self.backends[index].clone());
                 async move { (index, reply.await) }
             })
             .collect()
+    }
+
+    /// The only backend, when there is one: rounds then need no fan-out.
+    pub(crate) fn only(&self) -> Option<&Arc<Backend>> {
+        match self.backends.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
     }
 
     /// Loads `scripts` on every backend; succeeds once a majority did, so that a minority that
@@ -92,7 +100,7 @@ impl Quorum {
         scripts: &'static [&'static Script],
         limit: Duration,
     ) -> Result<(), Error> {
-        let mut replies = self.fan_out(0..self.len(), |backend| async move {
+        let mut replies = self.fan_out(0..self.len(), |_, backend| async move {
             backend.load_scripts(scripts, limit).await
         });
         let mut loaded = Successes::new(self.len());
@@ -121,13 +129,21 @@ impl Quorum {
         valid_until: Instant,
     ) -> Round
     where
-        A: Fn(Arc<Backend>) -> AFut,
+        A: Fn(usize, Arc<Backend>) -> AFut,
         AFut: Future<Output = Vote> + Send + 'static,
         R: Fn(Arc<Backend>, u64, Duration) -> RFut,
         RFut: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        let mut replies = self.fan_out(0..self.len(), attempt);
         let mut votes = AcquireVotes::new(self.len());
+        if let Some(only) = self.only() {
+            votes.count(0, attempt(0, only.clone()).await);
+            return if votes.won() {
+                self.confirm(votes.granted(), raise, valid_until).await
+            } else {
+                Round::Refused(votes.refused())
+            };
+        }
+        let mut replies = self.fan_out(0..self.len(), attempt);
         while let Some((index, vote)) = replies.next().await {
             votes.count(index, vote);
             if votes.won() {
@@ -197,7 +213,7 @@ impl Quorum {
             .iter()
             .filter(|&&(_, f)| f < fence)
             .map(|&(index, _)| index);
-        let mut replies = self.fan_out(behind, |backend| raise(backend, fence, limit));
+        let mut replies = self.fan_out(behind, |_, backend| raise(backend, fence, limit));
         while let Some((_, reply)) = replies.next().await {
             raised.count(reply)?;
             if raised.reached() {
@@ -216,9 +232,17 @@ impl Quorum {
     pub(crate) async fn extend(&self, calls: Vec<Call>, limit: Duration) -> Vec<Extended> {
         const CONTEXT: &str = "extending leases";
         let n = self.len();
-        let count = calls.len();
+        let mut votes = vec![ExtendVotes::new(n); calls.len()];
+        if let Some(only) = self.only() {
+            let reply = only
+                .call_batch(&calls, CONTEXT, limit, Durability::Replicated)
+                .await;
+            count_extensions(&mut votes, &reply);
+            return votes.into_iter().map(ExtendVotes::outcome).collect();
+        }
+        let mut undecided = calls.len();
         let calls: Arc<[Call]> = calls.into();
-        let mut replies = self.fan_out(0..n, |backend| {
+        let mut replies = self.fan_out(0..n, |_, backend| {
             let calls = calls.clone();
             async move {
                 backend
@@ -226,28 +250,8 @@ impl Quorum {
                     .await
             }
         });
-        let mut votes = vec![ExtendVotes::new(n); count];
-        let mut undecided = count;
         while let Some((_, reply)) = replies.next().await {
-            for (index, lease) in votes.iter_mut().enumerate() {
-                let was_decided = lease.decided().is_some();
-                match &reply {
-                    Ok(per_lease) => {
-                        if let Some(outcome) = per_lease.get(index) {
-                            lease.count(
-                                outcome
-                                    .as_ref()
-                                    .map(crate::script::Reply::ownership)
-                                    .map_err(Clone::clone),
-                            );
-                        }
-                    }
-                    Err(e) => lease.count(Err(e.clone())),
-                }
-                if !was_decided && lease.decided().is_some() {
-                    undecided -= 1;
-                }
-            }
+            undecided -= count_extensions(&mut votes, &reply);
             if undecided == 0 {
                 finish_in_background(replies);
                 break;
@@ -265,9 +269,20 @@ impl Quorum {
         only: Option<&[usize]>,
     ) -> Result<ReleaseOutcome, Error> {
         const CONTEXT: &str = "releasing a lease";
+        let mut votes = ReleaseVotes::new(self.len());
+        if let (Some(backend), None) = (self.only(), only) {
+            let limit = backend.command_timeout();
+            let reply = backend.call(&call, CONTEXT, limit, Durability::Plain).await;
+            votes.count(reply.map(|reply| reply.ownership()))?;
+            return if votes.released() {
+                Ok(ReleaseOutcome::Released)
+            } else {
+                votes.outcome()
+            };
+        }
         let targets: Vec<usize> = only.map_or_else(|| (0..self.len()).collect(), <[usize]>::to_vec);
         let call = Arc::new(call);
-        let mut replies = self.fan_out(targets, |backend| {
+        let mut replies = self.fan_out(targets, |_, backend| {
             let call = call.clone();
             async move {
                 let limit = backend.command_timeout();
@@ -277,7 +292,6 @@ impl Quorum {
                     .map(|reply| reply.ownership())
             }
         });
-        let mut votes = ReleaseVotes::new(self.len());
         while let Some((_, reply)) = replies.next().await {
             votes.count(reply)?;
             if votes.released() {
@@ -296,7 +310,7 @@ impl Quorum {
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
         T: Send + 'static,
     {
-        let mut replies = self.fan_out(0..self.len(), request);
+        let mut replies = self.fan_out(0..self.len(), |_, backend| request(backend));
         let mut answers = Vec::with_capacity(self.len());
         let mut counted = Successes::new(self.len());
         while let Some((_, reply)) = replies.next().await {
@@ -340,4 +354,27 @@ impl Quorum {
     pub(crate) fn majority(&self) -> usize {
         majority(self.len())
     }
+}
+
+/// Counts one backend's answers to a batch of extensions; how many leases this decided.
+fn count_extensions(
+    votes: &mut [ExtendVotes],
+    reply: &Result<Vec<Result<Reply, Error>>, Error>,
+) -> usize {
+    let mut newly_decided = 0;
+    for (index, lease) in votes.iter_mut().enumerate() {
+        let was_decided = lease.decided().is_some();
+        match reply {
+            Ok(per_lease) => {
+                if let Some(outcome) = per_lease.get(index) {
+                    lease.count(outcome.as_ref().map(Reply::ownership).map_err(Clone::clone));
+                }
+            }
+            Err(e) => lease.count(Err(e.clone())),
+        }
+        if !was_decided && lease.decided().is_some() {
+            newly_decided += 1;
+        }
+    }
+    newly_decided
 }

@@ -10,24 +10,27 @@ use redis::{Arg, Cmd, ToRedisArgs, Value};
 /// What every script starts with: the reply codes and the nonce handling.
 const PRELUDE: &str = include_str!("prelude.lua");
 
-/// A Lua script: [`PRELUDE`] followed by its body, invoked by hash with `EVALSHA`.
+/// A Lua script: [`PRELUDE`] followed by its parts (shared snippets, then its own body),
+/// invoked by hash with `EVALSHA`.
 pub(crate) struct Script {
-    body: &'static str,
+    parts: &'static [&'static str],
     /// The full source and its SHA-1, computed on first use.
     compiled: OnceLock<(String, String)>,
 }
 
 impl Script {
-    pub(crate) const fn new(body: &'static str) -> Self {
+    pub(crate) const fn new(parts: &'static [&'static str]) -> Self {
         Self {
-            body,
+            parts,
             compiled: OnceLock::new(),
         }
     }
 
     fn compiled(&self) -> &(String, String) {
         self.compiled.get_or_init(|| {
-            let source = format!("{PRELUDE}{}", self.body);
+            let source: String = std::iter::once(PRELUDE)
+                .chain(self.parts.iter().copied())
+                .collect();
             let hash = redis::Script::new(&source).get_hash().to_owned();
             (source, hash)
         })
@@ -44,11 +47,17 @@ impl Script {
     }
 
     /// A call of this script on `keys`; add its arguments with [`Call::arg`].
-    pub(crate) fn call(&'static self, keys: &[&str]) -> Call {
+    pub(crate) fn call<K: ToRedisArgs>(&'static self, keys: &[K]) -> Call {
         static NONCES: AtomicU64 = AtomicU64::new(1);
         let nonce = NONCES.fetch_add(1, Ordering::Relaxed);
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.hash()).arg(keys.len()).arg(keys).arg(nonce);
+        // Room for a typical call (the hash, a few keys and arguments), so that building it
+        // does not grow its buffers again and again.
+        let mut cmd = Cmd::with_capacity(12, 256);
+        cmd.arg("EVALSHA")
+            .arg(self.hash())
+            .arg(keys.len())
+            .arg(keys)
+            .arg(nonce);
         Call {
             script: self,
             cmd,
@@ -230,7 +239,7 @@ pub(crate) fn is_redirect(e: &redis::RedisError) -> bool {
 mod tests {
     use super::*;
 
-    static ECHO: Script = Script::new("return {DONE, 0, nonce}");
+    static ECHO: Script = Script::new(&["return {DONE, 0, nonce}"]);
 
     fn simple_args(cmd: &Cmd) -> Vec<Vec<u8>> {
         cmd.args_iter()

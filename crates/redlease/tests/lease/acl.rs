@@ -12,9 +12,9 @@ use crate::{SECOND, ms, not_replicated, raw};
 /// `+cluster|slots +asking`, a Sentinel-managed primary `+role`.)
 pub(crate) const MINIMAL_ACL: &str = "resetkeys ~redlease:* resetchannels &redlease:* -@all \
      +evalsha +eval +script|load +ping +info \
-     +get +set +del +incr +type +exists +pexpire +pttl +time +publish \
-     +zadd +zrem +zrange +zrangebyscore +zscore +zcard \
-     +subscribe +unsubscribe +pubsub|numsub +scan +wait";
+     +get +set +del +incr +type +exists +pexpire +pttl +publish \
+     +lpop +rpush +lrem +lpos +lindex +lrange \
+     +subscribe +unsubscribe +scan +wait";
 
 /// Creates `user` with `password` and `rules` on the server at `url`.
 pub(crate) async fn create_user(url: &str, user: &str, password: &str, rules: &str) {

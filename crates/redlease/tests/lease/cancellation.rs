@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use redlease::{LockOptions, Retry};
 
-use crate::{SECOND, get, ms, paused_server, raw, setup};
+use crate::{SECOND, get, ms, paused_server, raw, setup, waiting};
 
 async fn wait_until_absent(
     server: &redlease_testkit::RedisServer,
@@ -41,22 +41,12 @@ async fn aborted_acquire_in_flight_leaves_no_key_behind() {
     assert_eq!(guard.fence(), 2, "the orphaned grant took fence 1");
 }
 
-async fn subscribers(server: &redlease_testkit::RedisServer, channel: &str) -> u64 {
-    let (_, count): (String, u64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async(&mut raw(server).await)
-        .await
-        .unwrap();
-    count
-}
-
-/// In the style of tokio's `aborted_future_*` tests: waiters aborted while subscribed leave
-/// no subscription and no task behind, and the lock stays usable.
+/// In the style of tokio's `aborted_future_*` tests: waiters aborted while listed leave no
+/// waiter entry and no task behind, and the lock stays usable.
 #[tokio::test]
-async fn aborted_waiters_leave_no_subscription_task_or_lock_behind() {
+async fn aborted_waiters_leave_no_waiter_entry_task_or_lock_behind() {
     let (server, client) = setup().await;
-    let channel = "redlease:{queue}:released";
+    let waiters_key = "redlease:{queue}:waiters";
     let holder = client.try_acquire("queue", 30 * SECOND).await.unwrap();
     let options = LockOptions::new(30 * SECOND).retry(Retry::fixed(SECOND));
     let metrics = tokio::runtime::Handle::current().metrics();
@@ -69,8 +59,11 @@ async fn aborted_waiters_leave_no_subscription_task_or_lock_behind() {
             })
             .collect();
         let deadline = Instant::now() + 3 * SECOND;
-        while subscribers(&server, channel).await == 0 {
-            assert!(Instant::now() < deadline, "the waiters never subscribed");
+        while waiting(&server, waiters_key).await < 4 {
+            assert!(
+                Instant::now() < deadline,
+                "the waiters never listed themselves"
+            );
             tokio::time::sleep(ms(5)).await;
         }
         for waiter in waiters {
@@ -78,10 +71,10 @@ async fn aborted_waiters_leave_no_subscription_task_or_lock_behind() {
             assert!(waiter.await.unwrap_err().is_cancelled());
         }
         let deadline = Instant::now() + 3 * SECOND;
-        while subscribers(&server, channel).await != 0 {
+        while waiting(&server, waiters_key).await != 0 {
             assert!(
                 Instant::now() < deadline,
-                "aborted waiters left their subscription"
+                "aborted waiters left their entries"
             );
             tokio::time::sleep(ms(5)).await;
         }

@@ -83,6 +83,15 @@ pub(crate) async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnecti
         .unwrap()
 }
 
+/// How many waiters are listed under `key` (a lock's `…:waiters` list).
+pub(crate) async fn waiting(server: &RedisServer, key: &str) -> u64 {
+    redis::cmd("LLEN")
+        .arg(key)
+        .query_async(&mut raw(server).await)
+        .await
+        .unwrap()
+}
+
 pub(crate) async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
     conn.get(key).await.unwrap()
 }

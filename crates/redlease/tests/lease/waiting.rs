@@ -1,13 +1,13 @@
 //! Waiting woken by release notifications, and fair (FIFO) mode.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redis::AsyncCommands;
 use redlease::{Client, ConfigError, Error, LockOptions, Retry};
 use redlease_testkit::start_nodes;
 
-use crate::{SECOND, ms, raw, setup};
+use crate::{SECOND, ms, raw, setup, waiting};
 
 /// A fallback delay far longer than the test: only a notification can wake the waiter.
 fn patient() -> LockOptions {
@@ -122,12 +122,7 @@ async fn fair_waiters_get_the_lock_in_arrival_order() {
         }));
         tokio::time::sleep(ms(50)).await;
     }
-    let queued: u64 = raw(&server)
-        .await
-        .zcard("redlease:{fifo}:queue")
-        .await
-        .unwrap();
-    assert_eq!(queued, 5);
+    assert_eq!(waiting(&server, "redlease:{fifo}:waiters").await, 5);
     holder.release().await.unwrap();
     for waiter in waiters {
         tokio::time::timeout(10 * SECOND, waiter)
@@ -138,25 +133,21 @@ async fn fair_waiters_get_the_lock_in_arrival_order() {
     assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
 }
 
-/// How long a fair waiter keeps its place without retrying, as `LockOptions::fair` documents.
-const QUEUE_ENTRY_TTL: Duration = Duration::from_secs(3);
+/// A waiter entry for `token` whose wake-ups go to `channel` (as the library writes them).
+fn fair_entry(token: char, channel: &str) -> String {
+    format!("{}f{channel}", token.to_string().repeat(32))
+}
 
 #[tokio::test]
-async fn a_crashed_fair_waiter_holds_the_queue_only_until_its_entry_expires() {
+async fn a_dead_fair_waiter_is_skipped_at_once() {
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
-    // A waiter that queued and then vanished without cleaning up (killed process).
-    let now_ms: u64 = {
-        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-        secs * 1000 + micros / 1000
-    };
+    // A waiter that listed itself, then its process died: nothing listens on its channel.
     let _: () = conn
-        .zadd("redlease:{crash}:queue", "ghost", 1)
-        .await
-        .unwrap();
-    let expiry = now_ms + u64::try_from(QUEUE_ENTRY_TTL.as_millis()).unwrap();
-    let _: () = conn
-        .zadd("redlease:{crash}:queue:expiry", "ghost", expiry)
+        .rpush(
+            "redlease:{crash}:waiters",
+            fair_entry('g', "redlease:wake:gone"),
+        )
         .await
         .unwrap();
     let options = LockOptions::new(SECOND)
@@ -164,19 +155,49 @@ async fn a_crashed_fair_waiter_holds_the_queue_only_until_its_entry_expires() {
         .retry(Retry::fixed(ms(100)).timeout(10 * SECOND));
     let started = Instant::now();
     let guard = client.acquire("crash", &options).await.unwrap();
+    assert!(
+        started.elapsed() < ms(800),
+        "waited {:?}",
+        started.elapsed()
+    );
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hung_fair_waiter_holds_the_lock_up_only_for_its_turn() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    // A waiter whose process hangs: its client still listens, but it never takes its turn.
+    let mut hung = redis::Client::open(server.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    hung.subscribe("redlease:wake:hung").await.unwrap();
+    let _: () = conn
+        .rpush(
+            "redlease:{hang}:waiters",
+            fair_entry('h', "redlease:wake:hung"),
+        )
+        .await
+        .unwrap();
+    let options = LockOptions::new(SECOND)
+        .fair(true)
+        .retry(Retry::fixed(ms(100)).timeout(10 * SECOND));
+    let started = Instant::now();
+    let guard = client.acquire("hang", &options).await.unwrap();
     let waited = started.elapsed();
     assert!(
-        waited + ms(200) >= QUEUE_ENTRY_TTL,
-        "the ghost's place was honoured: waited {waited:?}"
+        waited >= ms(400),
+        "the hung waiter's turn was honoured: waited {waited:?}"
     );
-    assert!(waited < QUEUE_ENTRY_TTL + 2 * SECOND, "waited {waited:?}");
+    assert!(waited < ms(2_500), "waited {waited:?}");
     guard.release().await.unwrap();
 }
 
 #[tokio::test]
 async fn an_aborted_fair_waiter_leaves_the_queue_at_once() {
     let (server, client) = setup().await;
-    let mut conn = raw(&server).await;
     let options = LockOptions::new(30 * SECOND)
         .fair(true)
         .retry(Retry::fixed(SECOND));
@@ -186,14 +207,11 @@ async fn an_aborted_fair_waiter_leaves_the_queue_at_once() {
         tokio::spawn(async move { client.acquire("leave", &options).await })
     };
     tokio::time::sleep(ms(200)).await;
-    let queued: u64 = conn.zcard("redlease:{leave}:queue").await.unwrap();
-    assert_eq!(queued, 1);
+    assert_eq!(waiting(&server, "redlease:{leave}:waiters").await, 1);
     waiter.abort();
     let deadline = Instant::now() + 2 * SECOND;
     loop {
-        let queued: u64 = conn.zcard("redlease:{leave}:queue").await.unwrap();
-        let expiries: u64 = conn.zcard("redlease:{leave}:queue:expiry").await.unwrap();
-        if queued == 0 && expiries == 0 {
+        if waiting(&server, "redlease:{leave}:waiters").await == 0 {
             break;
         }
         assert!(
