@@ -77,8 +77,9 @@ pub(crate) trait Claim: Send + Sync + 'static {
     /// The mode byte of this claim's waiter entries.
     fn entry_mode(&self) -> char;
 
-    /// How often a listed waiter retries at least, keeping the waiters list alive.
-    fn refresh_every(&self) -> Duration;
+    /// How often a listed waiter asking for `timing` retries at least, keeping the waiters
+    /// list alive.
+    fn refresh_every(&self, timing: &LeaseTiming) -> Duration;
 }
 
 /// What a caller asked for, validated.
@@ -364,7 +365,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         // gone without a release). Otherwise the retry policy's delay is the longest wait.
         let handed_over = self.earlier.listed && self.wakeups.is_some();
         let pause = if handed_over {
-            self.claim.refresh_every()
+            self.claim.refresh_every(&self.ask.timing)
         } else {
             backoff
         };

@@ -54,8 +54,8 @@ impl Claim for LockClaim {
         if self.fair { 'f' } else { 'n' }
     }
 
-    fn refresh_every(&self) -> Duration {
-        scripts::WAITERS_TTL / 3
+    fn refresh_every(&self, timing: &LeaseTiming) -> Duration {
+        scripts::waiters_ttl(timing) / 3
     }
 }
 

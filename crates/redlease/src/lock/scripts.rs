@@ -34,9 +34,16 @@ pub(crate) static ALL: [&Script; 8] = [
 /// How a lock's lease is extended and released.
 pub(crate) static HOLD: HoldScripts = HoldScripts { extend, release };
 
-/// How long the waiters list lives without a new entry: listed waiters retry at least every
-/// third of it, so it outlives every live waiter and vanishes after the last.
-pub(crate) const WAITERS_TTL: Duration = Duration::from_secs(3);
+/// How long the waiters list lives without a new entry, at most.
+const WAITERS_TTL_CAP: Duration = Duration::from_secs(3);
+
+/// How long the waiters list lives without a new entry after a waiter asking for `timing`
+/// lists itself: 3 s, or its lease's TTL if shorter, so that no entry outlives its waiter by
+/// more than one TTL. Listed waiters retry at least every third of it, so the list outlives
+/// every live waiter (of that TTL) and vanishes after the last.
+pub(crate) fn waiters_ttl(timing: &LeaseTiming) -> Duration {
+    WAITERS_TTL_CAP.min(timing.ttl)
+}
 /// How long a lock handed to a waiter is kept for it before the waiter confirms it with its
 /// own TTL: the most a waiter whose process hangs can hold the lock up.
 pub(crate) const CLAIM_TTL: Duration = Duration::from_millis(500);
@@ -71,7 +78,7 @@ pub(crate) fn acquire(
         .arg(timing.millis)
         .arg(lease.label())
         .arg(entry.unwrap_or_default())
-        .arg(millis(WAITERS_TTL))
+        .arg(millis(waiters_ttl(timing)))
         .arg(flag(earlier.listed))
         .arg(flag(earlier.unknown));
     if fair {
