@@ -65,13 +65,3 @@ pub(crate) fn subscribers(server: &RedisServer, channel: &str) -> u64 {
         .unwrap();
     count
 }
-
-/// The configuration error `result` failed with (the test fails otherwise).
-pub(crate) fn config_error<T: std::fmt::Debug>(
-    result: Result<T, redlease::Error>,
-) -> redlease::ConfigError {
-    match result {
-        Err(redlease::Error::InvalidConfig(e)) => e,
-        other => panic!("expected InvalidConfig, got {other:?}"),
-    }
-}

@@ -4,7 +4,19 @@
 use redlease::blocking::Client;
 use redlease::{ConfigError, Error, LockOptions};
 
-use crate::{SECOND, config_error, get, setup, wait_until_absent};
+use crate::{SECOND, get, setup, wait_until_absent};
+
+/// Fails the test unless `result` is the refusal to block inside a runtime.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: &Result<T, Error>) {
+    assert!(
+        matches!(
+            result,
+            Err(Error::InvalidConfig(ConfigError::InsideAsyncRuntime))
+        ),
+        "expected InsideAsyncRuntime, got {result:?}"
+    );
+}
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -19,25 +31,18 @@ fn every_blocking_call_inside_a_runtime_is_a_config_error() {
     let mut guard = client.try_acquire("inside", 30 * SECOND).unwrap();
     let url = server.url();
     tokio_runtime().block_on(async {
-        let inside = ConfigError::InsideAsyncRuntime;
-        assert_eq!(config_error(Client::connect(&url)), inside);
-        assert_eq!(
-            config_error(redlease::Client::builder().url(&url).build_blocking()),
-            inside
-        );
-        assert_eq!(config_error(client.try_acquire("other", SECOND)), inside);
-        assert_eq!(
-            config_error(client.acquire("other", &LockOptions::new(SECOND))),
-            inside
-        );
-        assert_eq!(config_error(client.inspect("inside")), inside);
-        assert_eq!(config_error(client.list("*")), inside);
-        assert_eq!(config_error(client.force_release("inside")), inside);
-        assert_eq!(config_error(guard.extend(SECOND)), inside);
+        assert_refused(&Client::connect(&url));
+        assert_refused(&redlease::Client::builder().url(&url).build_blocking());
+        assert_refused(&client.try_acquire("other", SECOND));
+        assert_refused(&client.acquire("other", &LockOptions::new(SECOND)));
+        assert_refused(&client.inspect("inside"));
+        assert_refused(&client.list("*"));
+        assert_refused(&client.force_release("inside"));
+        assert_refused(&guard.extend(SECOND));
         // What does not block works anywhere.
         assert!(guard.is_held());
         assert_eq!(guard.fence(), 1);
-        let err = Error::from(inside);
+        let err = Error::from(ConfigError::InsideAsyncRuntime);
         assert!(err.to_string().contains("inside a Tokio runtime"), "{err}");
     });
     assert_eq!(get(&server, "redlease:{other}"), None, "nothing was sent");
@@ -56,10 +61,7 @@ fn a_guard_released_or_dropped_inside_a_runtime_is_released_in_the_background() 
     let refused = client.try_acquire("refused", 30 * SECOND).unwrap();
     let dropped = client.try_acquire("dropped", 30 * SECOND).unwrap();
     tokio_runtime().block_on(async {
-        assert_eq!(
-            config_error(refused.release()),
-            ConfigError::InsideAsyncRuntime
-        );
+        assert_refused(&refused.release());
         let lost = dropped.lost();
         drop(dropped);
         tokio::task::yield_now().await;
