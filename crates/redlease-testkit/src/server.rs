@@ -440,6 +440,30 @@ impl Failure {
     }
 }
 
+/// Whether `binary` has the `enable-debug-command` option (Redis 7 and every Valkey): Redis
+/// 6.2 refuses it, and allows `DEBUG` without it. Asked once per binary; a binary that does not
+/// say its version is taken to be a current one.
+fn gates_debug_command(binary: &Path) -> bool {
+    static ANSWERS: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+    let mut answers = ANSWERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, gates)) = answers.iter().find(|(known, _)| known == binary) {
+        return *gates;
+    }
+    // "Redis server v=6.2.14 sha=…" or "Valkey server v=8.1.8 sha=…".
+    let major = Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|output| {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            let version = text.split_once("v=")?.1;
+            version.split('.').next()?.parse::<u32>().ok()
+        });
+    let gates = major.is_none_or(|major| major >= 7);
+    answers.push((binary.to_path_buf(), gates));
+    gates
+}
+
 /// Why a started process did not become ready.
 enum NotReady {
     Exited(ExitStatus),
@@ -483,7 +507,9 @@ impl Launch {
         );
         args.push("--logfile".into());
         args.push(self.log_path().into_os_string());
-        args.extend(["--enable-debug-command", "local"].map(OsString::from));
+        if gates_debug_command(&self.binary) {
+            args.extend(["--enable-debug-command", "local"].map(OsString::from));
+        }
         if let Some(password) = &self.password {
             args.extend(["--requirepass", password].map(OsString::from));
         }

@@ -29,6 +29,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `examples/basic.rs` in the crate runs this against a server of your choice
+//! (`REDLEASE_URL`); the other examples show renewal with its loss signal, fencing against a
+//! store, Redlock over three servers, and the blocking API.
+//!
 //! # What a lease guarantees
 //!
 //! A Redis lock is a **lease**, not a mutex: it ends when its TTL runs out, even if the holder
@@ -82,12 +86,30 @@
 //! | replica acknowledgement | off ([`ClientBuilder::replicas`]) |
 //! | eviction check | [`EvictionCheck::Warn`]: warn when a server may evict lock keys |
 //! | dropped guard | released in the background (or expires after its TTL) |
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `blocking` | off | `redlease::blocking`: a synchronous client and guard for programs without an async runtime, driven by one runtime thread per client |
+//!
+//! # Supported servers
+//!
+//! Redis 6.2 and 7, and Valkey 8: the test suite runs in full against Redis 7.0, and its lease,
+//! waiting, renewal, fencing, Redlock and blocking tests against Redis 6.2 and Valkey 8.1 too.
+//! With Sentinel on Redis 6.2, a demoted primary's refusal to write is not recognised yet (6.2
+//! wraps its `READONLY` in a script error), so after a failover the client keeps trying the old
+//! primary until its connection breaks.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Layers, bottom to top: each module imports only those above it in this list (the code map in
 // DESIGN.md says what each owns; `tests/layers.rs` checks it).
 mod acquire;
 mod backend;
+#[cfg(feature = "blocking")]
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+pub mod blocking;
 mod client;
 mod conn;
 mod engine;
@@ -125,7 +147,7 @@ pub use tokio_util::sync::CancellationToken;
 /// [`ClientBuilder::connection`].
 pub use redis;
 
-/// Compiles the README's example as a doctest, so it stays true.
-#[doc = include_str!("../../../README.md")]
+/// Compiles the crate README's examples as doctests, so they stay true.
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

@@ -88,6 +88,11 @@ const LAYERS: &[(u32, &str, &[&str])] = &[
             "timing",
         ],
     ),
+    (
+        16,
+        "blocking",
+        &["client", "error", "lock", "options", "outcome", "token"],
+    ),
 ];
 
 fn src() -> PathBuf {
@@ -246,14 +251,14 @@ fn module_of(relative: &Path) -> (String, usize) {
     (top, depth)
 }
 
-/// `mod x;` lines of the crate root.
+/// `mod x;` lines of the crate root (`pub mod x;` for a public one such as `blocking`).
 fn top_level_modules(lib: &str) -> BTreeSet<String> {
     lib.lines()
         .filter_map(|line| {
             let line = line.trim();
-            let rest = line
-                .strip_prefix("pub(crate) mod ")
-                .or_else(|| line.strip_prefix("mod "))?;
+            let rest = ["pub mod ", "pub(crate) mod ", "mod "]
+                .iter()
+                .find_map(|declaration| line.strip_prefix(declaration))?;
             Some(rest.strip_suffix(';')?.trim().to_owned())
         })
         .collect()

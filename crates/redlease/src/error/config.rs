@@ -106,6 +106,10 @@ pub enum ConfigError {
         /// Why it could not be read.
         reason: String,
     },
+    /// A call of the `blocking` API was made from inside a Tokio runtime
+    /// (an async task, or a thread that entered a runtime), where blocking would stall the
+    /// runtime's other tasks. Use the async [`Client`](crate::Client) there.
+    InsideAsyncRuntime,
 }
 
 impl fmt::Display for ConfigError {
@@ -164,6 +168,10 @@ impl fmt::Display for ConfigError {
                 f,
                 "cannot read the maxmemory-policy of Redis {node} ({reason}); \
                  allow INFO for this user or use EvictionCheck::Warn"
+            ),
+            Self::InsideAsyncRuntime => f.write_str(
+                "the blocking API was called from inside a Tokio runtime, where it would stall \
+                 the runtime; use the async redlease::Client there",
             ),
         }
     }

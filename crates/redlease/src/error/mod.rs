@@ -67,6 +67,9 @@ pub enum Error {
     },
     /// The operating system's random source failed, so no lease token could be drawn.
     Entropy(String),
+    /// The `blocking` client's runtime thread could not be started (the
+    /// operating system refused a thread or an event queue).
+    Runtime(String),
 }
 
 impl Error {
@@ -143,6 +146,7 @@ impl fmt::Display for Error {
                 f,
                 "cannot draw a lease token from the OS random source: {e}"
             ),
+            Self::Runtime(e) => write!(f, "cannot start the blocking client's runtime thread: {e}"),
         }
     }
 }
