@@ -71,7 +71,8 @@ impl Guard {
     }
 
     /// The fencing token: strictly greater than the fence of every earlier lease on this name
-    /// (as long as Redis keeps the counter: see DESIGN.md). Send it with every write to the
+    /// (as long as Redis keeps the counter: see DESIGN.md). Fences need not be consecutive:
+    /// an acquire that found the lock held may have used a number up. Send it with every write to the
     /// protected resource and have the resource reject anything not above the largest it saw.
     pub fn fence(&self) -> u64 {
         self.fence

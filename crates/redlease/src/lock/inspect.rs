@@ -24,7 +24,8 @@ pub struct LockInfo {
     pub name: String,
     /// Who holds it, if anyone does on a majority of the nodes.
     pub holder: Option<Holder>,
-    /// The fence counter: the last fencing token handed out (the largest over the nodes).
+    /// The fence counter (the largest over the nodes): at least the holder's fence, and below
+    /// every later holder's.
     pub fence: u64,
     /// Waiters listed in Redis: `acquire` calls waiting for the lock, across clients (the
     /// largest number over the nodes).

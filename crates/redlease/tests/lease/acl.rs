@@ -14,7 +14,7 @@ pub(crate) const MINIMAL_ACL: &str = "resetkeys ~redlease:* resetchannels &redle
      +evalsha +eval +script|load +ping +info \
      +get +set +del +incr +type +exists +pexpire +pttl +publish \
      +lpop +rpush +lrem +lpos +lindex +lrange \
-     +subscribe +unsubscribe +scan +wait";
+     +subscribe +unsubscribe +scan +wait +echo";
 
 /// Creates `user` with `password` and `rules` on the server at `url`.
 pub(crate) async fn create_user(url: &str, user: &str, password: &str, rules: &str) {
