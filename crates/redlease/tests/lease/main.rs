@@ -14,6 +14,7 @@ mod cluster;
 mod contention;
 mod eviction;
 mod fencing;
+mod handoff;
 mod lifecycle;
 mod lost_reply;
 mod redlock;
