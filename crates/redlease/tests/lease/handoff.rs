@@ -96,7 +96,7 @@ async fn a_hung_waiter_holds_the_lock_up_for_its_claim_and_one_refresh_at_most()
     let waiter = listed_waiter(&server, "hung", patient(), 2).await;
     let (guard, took) = released_to(holder, waiter).await;
     assert!(
-        took >= CLAIM - ms(100),
+        took >= ms(400),
         "the hung waiter's claim was cut short: {took:?}"
     );
     // The claim, then the live waiter's next refresh (every second for a 30 s lease).
