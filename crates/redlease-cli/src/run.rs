@@ -112,13 +112,22 @@ async fn acquire(client: &Client, settings: &RunSettings) -> Result<Guard, Failu
     if show_spinner {
         eprint!("\r\x1b[2K");
     }
-    result.map_err(|error| match error {
+    let mut guard = result.map_err(|error| match error {
         Error::Contended { .. } | Error::TimedOut { .. } => Failure {
             code: settings.conflict_exit_code,
             message: format!("lock {:?} not acquired: {error}", settings.name),
         },
         other => Failure::from_lock_error(&other),
-    })
+    })?;
+    // A lock handed over by a release comes with the hand-off's short claim until the library
+    // confirms it in the background; the guardian must start from the full TTL.
+    if guard.remaining() < settings.ttl / 2 {
+        guard
+            .extend(settings.ttl)
+            .await
+            .map_err(|error| Failure::from_lock_error(&error))?;
+    }
+    Ok(guard)
 }
 
 /// Shows who holds the lock and when it may come free, until cancelled.

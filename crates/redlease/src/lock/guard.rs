@@ -199,7 +199,9 @@ impl Guard {
     /// use the new TTL.
     ///
     /// A guard that is lost or past [`valid_until`](Self::valid_until) is not extended, even if
-    /// the key still exists: it fails with [`Lost`] without a request.
+    /// the key still exists: it fails with [`Lost`] without a request. If a renewal (or the
+    /// confirmation of a handed-over lock) sent after this call answers first, its deadline
+    /// stands: it is what the servers hold.
     ///
     /// # Errors
     ///
@@ -250,6 +252,9 @@ impl Guard {
             }
             Some(Extended::Yes) => match self.lease.lost_reason() {
                 Some(reason) => Err(Error::Lost(reason)),
+                // A renewal or confirmation sent after this extension has moved the deadline
+                // already: the lease is held, with that request's deadline.
+                None if self.lease.moved_after(sent) => Ok(()),
                 None => Err(Error::Backend(BackendError::new(
                     BackendErrorKind::Timeout,
                     quorum.labels().next().unwrap_or_default(),

@@ -188,3 +188,26 @@ async fn waiting_goes_on_across_a_server_restart() {
     assert!(took < 3 * SECOND, "took {took:?}");
     guard.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_handed_lock_extended_at_once_gets_the_full_ttl() {
+    let (server, client) = setup().await;
+    for round in 0..10 {
+        let name = format!("extend-{round}");
+        let holder = client.try_acquire(&name, 30 * SECOND).await.unwrap();
+        let waiter = listed_waiter(&server, &name, patient(), 1).await;
+        let (mut guard, _) = released_to(holder, waiter).await;
+        // The confirmation of the hand-off runs in the background and may answer before or
+        // after this extension; either way the lease has its full TTL.
+        guard.extend(30 * SECOND).await.unwrap();
+        assert!(guard.remaining() > 29 * SECOND, "{:?}", guard.remaining());
+        let mut conn = raw(&server).await;
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(format!("redlease:{{{name}}}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(pttl > 29_000, "round {round}: {pttl} ms left on the server");
+        guard.release().await.unwrap();
+    }
+}

@@ -17,6 +17,7 @@ mod fencing;
 mod handoff;
 mod lifecycle;
 mod lost_reply;
+mod mixed_versions;
 mod redlock;
 mod renewal;
 mod send_sync;
