@@ -38,7 +38,7 @@ impl V1 {
 
     /// One attempt; the fence if granted.
     async fn try_acquire(&self, conn: &mut redis::aio::MultiplexedConnection) -> Option<u64> {
-        let mut invocation = if self.fair {
+        let invocation = if self.fair {
             let mut i = self.acquire_fair.prepare_invoke();
             i.key(LOCK)
                 .key(format!("{LOCK}:fence"))
