@@ -327,6 +327,7 @@ fn measure<T>(
     let result = run();
     match &result {
         Ok(r) => eprintln!("{} ({:.1} s)", brief(r), started.elapsed().as_secs_f64()),
+        Err(e) if e.starts_with(adapters::SKIPPED) => eprintln!("{e}"),
         Err(e) => eprintln!("failed: {e}"),
     }
     (variant.clone(), result)
@@ -634,12 +635,27 @@ fn picture_section(
             ),
             series: rows
                 .iter()
-                .filter_map(|(v, r)| r.as_ref().ok().map(|r| (v.name, &r.gap_samples[..])))
-                .filter(|(_, gaps)| !gaps.is_empty())
+                .filter_map(|(v, r)| {
+                    let gaps = &r.as_ref().ok()?.gap_samples;
+                    let kind = match v.lib {
+                        Lib::Redlease(_) => picture::Kind::Ours,
+                        Lib::Raw(_) | Lib::Wire(_) => picture::Kind::Limit,
+                        Lib::Rslock(_) | Lib::Redlock(_) | Lib::Python => picture::Kind::Peer,
+                    };
+                    (!gaps.is_empty()).then_some(picture::Series {
+                        name: v.name,
+                        kind,
+                        gaps,
+                    })
+                })
                 .collect(),
         })
         .collect();
-    let written = picture::idle_gaps(&panels).and_then(|drawn| report::write(svg, &drawn));
+    let written = if panels.iter().all(|p| p.series.is_empty()) {
+        Err("no row measured an idle gap".to_owned())
+    } else {
+        picture::idle_gaps(&panels).and_then(|drawn| report::write(svg, &drawn))
+    };
     if let Err(e) = &written {
         eprintln!("[S3] idle-gap picture not written: {e}");
     }

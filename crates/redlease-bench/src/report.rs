@@ -356,6 +356,8 @@ const GAP_P99_TARGET_MS: f64 = 1.0;
 const BUSY_TARGET: f64 = 0.8;
 const PEER_RATIO_TARGET: f64 = 10.0;
 const FAIR_SPREAD_TARGET: f64 = 0.2;
+/// How much longer than the bare notified handoff's a redlease handoff may be.
+const WIRE_GAP_RATIO_TARGET: f64 = 1.5;
 
 /// Where the notification-driven variants land against their targets, below an S3 table.
 fn contention_targets(out: &mut String, hold: Duration, rows: &[Row<ContentionResult>]) {
@@ -452,6 +454,27 @@ fn contention_targets(out: &mut String, hold: Duration, rows: &[Row<ContentionRe
             }
         },
     );
+    if let Some(wire) = find(rows, WIRE, 1) {
+        line(
+            format!("idle gap p50 ≤ {WIRE_GAP_RATIO_TARGET}× {WIRE}'s"),
+            &|r, _| {
+                verdict(
+                    (wire.gaps.p50 > 0).then(|| ms_of(r.gaps.p50) / ms_of(wire.gaps.p50)),
+                    |v| format!("{v:.2}×"),
+                    Target::AtMost(WIRE_GAP_RATIO_TARGET),
+                )
+            },
+        );
+    }
+    if let Some(python) = find(rows, PYTHON, 1) {
+        line(format!("wait p99 ≤ {PYTHON}'s"), &|r, _| {
+            verdict(
+                Some(ms_of(r.waits.p99)),
+                |v| format!("{v:.1} ms vs {:.1} ms", ms_of(python.waits.p99)),
+                Target::AtMost(ms_of(python.waits.p99)),
+            )
+        });
+    }
     peer_ratio_note(out, &peers);
 }
 
