@@ -454,6 +454,17 @@ fn contention_targets(out: &mut String, hold: Duration, rows: &[Row<ContentionRe
             }
         },
     );
+    against_references(&mut line, rows);
+    peer_ratio_note(out, &peers);
+}
+
+/// A line of the targets table: its label, and each variant's cell.
+type TargetLine<'a> = dyn FnMut(String, &dyn Fn(&ContentionResult, &str) -> String) + 'a;
+
+/// The targets against the rows that are there to compare with: the bare notified handoff
+/// and python-redis-lock.
+fn against_references(line: &mut TargetLine<'_>, rows: &[Row<ContentionResult>]) {
+    let ms_of = |ns: u64| crate::stats::as_f64(ns) / 1e6;
     if let Some(wire) = find(rows, WIRE, 1) {
         line(
             format!("idle gap p50 ≤ {WIRE_GAP_RATIO_TARGET}× {WIRE}'s"),
@@ -475,7 +486,6 @@ fn contention_targets(out: &mut String, hold: Duration, rows: &[Row<ContentionRe
             )
         });
     }
-    peer_ratio_note(out, &peers);
 }
 
 /// Why a 10× throughput lead over a peer may be impossible in a run.
@@ -992,6 +1002,48 @@ mod tests {
         assert!(!quiet.contains("Warning"), "{quiet}");
         assert!(footer(Duration::from_secs(1), Some(0.4)).contains("**Warning:**"));
         assert!(!footer(Duration::from_secs(1), None).contains("other processes"));
+    }
+
+    #[test]
+    fn s3_targets_compare_with_the_wire_and_python_rows() {
+        let row = |name: &str, gap_p50_us: u64, wait_p99_ms: u64| {
+            let variant = crate::adapters::variants(1)
+                .into_iter()
+                .find(|v| v.name == name)
+                .expect("a variant");
+            let result = ContentionResult {
+                gaps: crate::stats::Summary {
+                    p50: gap_p50_us * 1_000,
+                    ..Default::default()
+                },
+                waits: crate::stats::Summary {
+                    p99: wait_p99_ms * 1_000_000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            (variant, Ok(result))
+        };
+        let rows = [
+            row(REDLEASE_NOTIFY, 300, 50),
+            row(REDLEASE_FAIR, 150, 20),
+            row(WIRE, 150, 400),
+            row(PYTHON, 600, 40),
+        ];
+        let table = contention_table("S3", Duration::from_millis(1), &rows);
+        assert!(
+            table.contains("| idle gap p50 ≤ 1.5× wire's | 2.00× ❌ | 1.00× ✅ |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| wait p99 ≤ python-redis-lock's | 50.0 ms vs 40.0 ms ❌ | 20.0 ms vs 40.0 ms ✅ |"
+            ),
+            "{table}"
+        );
+        let without = contention_table("S3", Duration::from_millis(1), &rows[..2]);
+        assert!(!without.contains("wire's"), "{without}");
+        assert!(!without.contains("python-redis-lock's"), "{without}");
     }
 
     #[test]

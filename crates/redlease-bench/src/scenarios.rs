@@ -130,7 +130,7 @@ pub(crate) struct PairsResult {
 }
 
 /// Result of S3: workers taking turns on one name.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ContentionResult {
     /// Acquisitions in the window, per second.
     pub(crate) acq_per_s: f64,

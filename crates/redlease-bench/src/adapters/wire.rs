@@ -128,3 +128,38 @@ impl Wire {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_is_woken_by_the_release_not_by_its_fallback_poll() {
+        let server = redlease_testkit::RedisServer::start().expect("redis-server");
+        let urls = [server.url()];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let holder = Wire::connect(&WireConfig, &urls).await.expect("holder");
+            let waiter = Wire::connect(&WireConfig, &urls).await.expect("waiter");
+            let held = holder.acquire("t").await.expect("free lock taken");
+            let waiting = tokio::spawn(async move {
+                let got = waiter.acquire("t").await;
+                (waiter, got, Instant::now())
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!waiting.is_finished(), "taken while held");
+            let released = Instant::now();
+            holder.release(held).await.expect("released");
+            let (waiter, got, returned) = waiting.await.expect("joined");
+            let got = got.expect("taken after the release");
+            let woken_after = returned - released;
+            assert!(woken_after < FALLBACK_POLL / 4, "{woken_after:?}");
+            waiter.release(got).await.expect("released");
+            let again = holder.acquire("t").await.expect("free again");
+            holder.release(again).await.expect("released");
+        });
+    }
+}
