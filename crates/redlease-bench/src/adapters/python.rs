@@ -1,7 +1,7 @@
 //! python-redis-lock, the notification-based peer: a Python library, so it does not fit
 //! [`Adapter`](super::Adapter) and runs as worker processes instead (one per S3 worker, each with
 //! its own connection), started from a virtual environment the bench creates on first use and
-//! keeps under `target/redlease-bench/venv`. The workers ([`python_worker.py`], embedded) report
+//! keeps under `target/redlease-bench/venv`. The workers (`python_worker.py`, embedded) report
 //! `CLOCK_MONOTONIC` timestamps, the clock `Instant` reads on Linux, so their holds go through the
 //! same statistics as the Rust workers'.
 
@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use super::{SKIPPED, TTL};
 use crate::stats::nanos;
 
-/// The library version the row measures, and what pip installs.
+/// The library version the row measures.
 const LOCK_VERSION: &str = "4.0.1";
+/// What pip installs: that version, on a redis-py it supports.
 const REQUIREMENTS: [&str; 2] = ["python-redis-lock==4.0.1", "redis>=4.2,<9"];
 /// Prints the installed versions, python-redis-lock, redis-py and Python, and where that
 /// Python is installed (which build runs matters as much as its version).
@@ -466,6 +467,14 @@ mod tests {
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn pip_installs_the_version_the_row_expects() {
+        assert_eq!(
+            REQUIREMENTS[0],
+            format!("python-redis-lock=={LOCK_VERSION}")
         );
     }
 
