@@ -365,7 +365,7 @@ async fn more_leases_than_one_chunk_stay_renewed_and_leave_room_for_acquires() {
     let lost: Vec<_> = guards
         .iter()
         .filter(|g| !g.is_held())
-        .map(|g| g.lost_reason())
+        .map(redlease::Guard::lost_reason)
         .collect();
     assert!(
         lost.is_empty(),
