@@ -53,7 +53,7 @@ const EXIT_FAILURE: u8 = 2;
 /// Tasks in S2.
 const S2_TASKS: usize = 32;
 /// Workers in S3.
-const S3_WORKERS: usize = 8;
+pub(crate) const S3_WORKERS: usize = 8;
 /// Hold times in S3, one table each.
 const S3_HOLDS: [Duration; 2] = [Duration::from_millis(1), Duration::from_millis(10)];
 /// Pause between release and the next attempt in S3.

@@ -191,8 +191,8 @@ pub(super) const FALLBACK_POLL: Duration = Duration::from_secs(1);
 pub(crate) const BASELINE: &str = "rslock-default";
 /// The other polling peer at its defaults.
 pub(crate) const REDLOCK_DEFAULT: &str = "redlock-default";
-/// The peers at their defaults: the polling locks redlease's waiting is compared with.
-pub(crate) const PEER_DEFAULTS: [&str; 2] = [BASELINE, REDLOCK_DEFAULT];
+/// rslock polling every 0–1 ms: the polling peer a notified handoff must match.
+pub(crate) const RSLOCK_TUNED: &str = "rslock-tuned";
 /// The name of the raw round-trip limit.
 pub(crate) const RAW: &str = "raw";
 /// The name of the notified handoff with bare commands.
@@ -266,7 +266,7 @@ pub(crate) fn variants(nodes: usize) -> Vec<Variant> {
             lib: Lib::Rslock(RslockConfig::DEFAULT),
         },
         Variant {
-            name: "rslock-tuned",
+            name: RSLOCK_TUNED,
             retry: "1000 tries, 0–1 ms pauses",
             nodes,
             runs: CONTENDED,
