@@ -110,6 +110,18 @@ impl Lib {
     }
 }
 
+impl Lib {
+    /// Whether the library spreads one lock over several independent nodes (Redlock), so that
+    /// S4 can run its contention rows on several nodes. redlease's fair mode needs one node.
+    pub(crate) fn fans_out(&self) -> bool {
+        match self {
+            Self::Redlease(c) => !c.fair,
+            Self::Rslock(_) | Self::Redlock(_) => true,
+            Self::Raw(_) | Self::Wire(_) | Self::Python => false,
+        }
+    }
+}
+
 /// Which scenarios a variant takes part in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Runs {
@@ -118,7 +130,8 @@ pub(crate) struct Runs {
     pub(crate) uncontended: bool,
     /// S3.
     pub(crate) contended: bool,
-    /// S4: S1 and S2 on several nodes. Off for `raw`, which talks to one node only.
+    /// S4: S1 and S2 on several nodes (S3's contention there runs for the contended variants
+    /// whose library fans out). Off for `raw`, which talks to one node only.
     pub(crate) multinode: bool,
 }
 
@@ -321,6 +334,13 @@ mod tests {
             if let Lib::Redlease(c) = &v.lib {
                 assert!(!c.fair, "fair mode needs one node: {}", v.name);
             }
+        }
+        for v in variants(1).iter().filter(|v| v.lib.fans_out()) {
+            assert!(
+                matches!(v.lib, Lib::Redlease(_) | Lib::Rslock(_) | Lib::Redlock(_)),
+                "{}",
+                v.name
+            );
         }
         let v = variants(1).remove(1).on_nodes(5);
         assert_eq!((v.name, v.nodes), (REDLEASE, 5));
