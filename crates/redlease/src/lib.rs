@@ -124,6 +124,7 @@ mod renew;
 mod retry;
 mod script;
 mod subscribe;
+mod telemetry;
 mod timing;
 mod token;
 

@@ -14,9 +14,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisResult, Value};
 
+use crate::conn::Connection;
 #[cfg(feature = "cluster")]
 use crate::conn::bounded;
-use crate::conn::Connection;
 use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::script::{Call, Script};
 

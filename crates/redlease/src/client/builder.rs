@@ -11,8 +11,8 @@ use super::Client;
 use super::connect::{self, Settings, Source};
 use crate::backend::{Deployment, Replicas};
 use crate::conn::tls::TlsSettings;
-use crate::conn::{Connection, PubSubSource};
 use crate::conn::url::redact_url;
+use crate::conn::{Connection, PubSubSource};
 use crate::error::{ConfigError, Error};
 use crate::keys::validate_prefix;
 use crate::timing::{DEFAULT_DRIFT_FACTOR, Drift};
@@ -300,7 +300,10 @@ impl ClientBuilder {
         #[cfg(not(feature = "sentinel"))]
         {
             drop((urls, service));
-            self.missing("sentinel", "a Sentinel deployment (ClientBuilder::sentinel)");
+            self.missing(
+                "sentinel",
+                "a Sentinel deployment (ClientBuilder::sentinel)",
+            );
         }
         self
     }
@@ -391,7 +394,10 @@ impl ClientBuilder {
         self.metrics_per_name = per_name;
         #[cfg(not(feature = "metrics"))]
         if per_name {
-            self.missing("metrics", "per-name metrics (ClientBuilder::metrics_per_name)");
+            self.missing(
+                "metrics",
+                "per-name metrics (ClientBuilder::metrics_per_name)",
+            );
         }
         self
     }

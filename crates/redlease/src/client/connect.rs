@@ -55,7 +55,10 @@ pub(crate) struct Settings {
     pub(crate) eviction_check: EvictionCheck,
     #[cfg_attr(
         not(feature = "sentinel"),
-        expect(dead_code, reason = "only a Sentinel primary is authenticated this way")
+        expect(
+            dead_code,
+            reason = "only a Sentinel primary is authenticated this way"
+        )
     )]
     pub(crate) primary_auth: Option<(String, String)>,
     pub(crate) metrics_per_name: bool,
@@ -130,6 +133,7 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
         settings.drift,
         subscriber,
         plain_servers,
+        settings.metrics_per_name,
     ))
 }
 
@@ -205,8 +209,7 @@ async fn open_cluster(
     let builder = ClusterClientBuilder::new(infos)
         .connection_timeout(connect_timeout)
         .response_timeout(command_timeout);
-    let builder =
-        crate::conn::tls::cluster_certificates(builder, certificates.filter(|_| any_tls));
+    let builder = crate::conn::tls::cluster_certificates(builder, certificates.filter(|_| any_tls));
     let client = builder.build().map_err(malformed(&urls[0]))?;
     let connection = bounded(
         &label,

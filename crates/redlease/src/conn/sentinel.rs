@@ -376,7 +376,10 @@ mod tests {
             "NOPERM this user has no permissions to run the 'set' command",
         ] {
             let reply = server_error(line);
-            assert!(!has_read_only_reply(&[Value::ServerError(reply.clone())]), "{line}");
+            assert!(
+                !has_read_only_reply(&[Value::ServerError(reply.clone())]),
+                "{line}"
+            );
             assert!(!is_read_only(&reply.into()), "{line}");
         }
     }

@@ -60,7 +60,10 @@ pub(crate) fn cluster_certificates(
 #[derive(Clone)]
 #[cfg_attr(
     not(feature = "tls"),
-    expect(dead_code, reason = "without `tls` it is only kept so that it can be refused")
+    expect(
+        dead_code,
+        reason = "without `tls` it is only kept so that it can be refused"
+    )
 )]
 struct SecretPem(Vec<u8>);
 
@@ -215,7 +218,10 @@ mod tests {
         assert!(matches!(tls.prepare(false), Ok(None)));
         assert!(matches!(tls.prepare(true), Ok(None)));
         tls.set_root_ca(b"not a certificate".to_vec());
-        assert!(matches!(tls.prepare(false), Err(ConfigError::InvalidTls { .. })));
+        assert!(matches!(
+            tls.prepare(false),
+            Err(ConfigError::InvalidTls { .. })
+        ));
         let err = tls.prepare(true).err().unwrap();
         assert!(matches!(
             err,

@@ -66,5 +66,8 @@ async fn per_name_metrics_are_refused_without_the_metrics_feature() {
         .metrics_per_name(false)
         .build()
         .await;
-    assert!(!matches!(off, Err(redlease::Error::InvalidConfig(_))), "{off:?}");
+    assert!(
+        !matches!(off, Err(redlease::Error::InvalidConfig(_))),
+        "{off:?}"
+    );
 }
