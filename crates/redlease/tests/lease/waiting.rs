@@ -282,7 +282,10 @@ async fn a_caller_connection_with_a_pubsub_client_is_woken_by_the_release() {
 async fn a_caller_connection_alone_polls() {
     let (server, holder_client) = setup().await;
     let client = caller_connection_client(&server, false).await;
-    let holder = holder_client.try_acquire("polls", 30 * SECOND).await.unwrap();
+    let holder = holder_client
+        .try_acquire("polls", 30 * SECOND)
+        .await
+        .unwrap();
     let waiter = {
         let client = client.clone();
         tokio::spawn(async move { client.acquire("polls", &patient()).await })
