@@ -105,7 +105,7 @@ impl Meter {
 
     #[cfg_attr(
         not(feature = "metrics"),
-        expect(unused_variables, reason = "no recorder")
+        expect(unused_variables, clippy::unused_self, reason = "no recorder")
     )]
     fn count(self, metric: &'static str, name: Option<&str>, label: Option<Label>) {
         #[cfg(feature = "metrics")]
@@ -114,7 +114,7 @@ impl Meter {
 
     #[cfg_attr(
         not(feature = "metrics"),
-        expect(unused_variables, reason = "no recorder")
+        expect(unused_variables, clippy::unused_self, reason = "no recorder")
     )]
     fn observe(self, metric: &'static str, name: Option<&str>, label: Option<Label>, d: Duration) {
         #[cfg(feature = "metrics")]

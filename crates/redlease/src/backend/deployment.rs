@@ -187,6 +187,10 @@ impl Deployment {
     /// After a redirection inside a pipeline (a Cluster's slot moved): sends a harmless single
     /// command on `key`, which the cluster client follows, updating its slot map for the next
     /// try.
+    #[cfg_attr(
+        not(feature = "cluster"),
+        expect(clippy::unused_async, reason = "only a Cluster redirects")
+    )]
     pub(crate) async fn after_redirect(
         &self,
         key: Option<impl redis::ToRedisArgs>,

@@ -118,6 +118,7 @@ impl fmt::Debug for ClientBuilder {
                 &self.primary_auth.as_ref().map(|(user, _password)| user),
             )
             .field("metrics_per_name", &self.metrics_per_name)
+            .field("missing_feature", &self.missing_feature)
             .finish()
     }
 }
@@ -154,8 +155,8 @@ impl ClientBuilder {
     /// the `redis` crate's async [`ConnectionLike`] that is cheap to clone, such as a
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection) or a
     /// [`ConnectionManager`](redis::aio::ConnectionManager). redlease clones it for each
-    /// command and never closes it. For a Redis Cluster connection use
-    /// [`cluster_connection`](Self::cluster_connection).
+    /// command and never closes it. For a Redis Cluster connection use `cluster_connection`
+    /// (cargo feature `cluster`).
     ///
     /// **Waiting polls** with such a node alone: redlease cannot open the pub/sub connection
     /// that a release wakes waiters through, so [`Client::acquire`] retries on its
