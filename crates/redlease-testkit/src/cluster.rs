@@ -122,9 +122,20 @@ impl RedisCluster {
             query(port, &["CLUSTER", "SET-CONFIG-EPOCH", &epoch])?;
         }
         for (i, &port) in ports.iter().take(self.masters).enumerate() {
-            let first = (i * SLOTS / self.masters).to_string();
-            let last = ((i + 1) * SLOTS / self.masters - 1).to_string();
-            query(port, &["CLUSTER", "ADDSLOTSRANGE", &first, &last])?;
+            let (first, last) = (i * SLOTS / self.masters, (i + 1) * SLOTS / self.masters - 1);
+            let range = [
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &first.to_string(),
+                &last.to_string(),
+            ];
+            if query(port, &range).is_err() {
+                // Redis before 7.0 has no ADDSLOTSRANGE: every slot by itself.
+                let slots: Vec<String> = (first..=last).map(|slot| slot.to_string()).collect();
+                let mut each = vec!["CLUSTER", "ADDSLOTS"];
+                each.extend(slots.iter().map(String::as_str));
+                query(port, &each)?;
+            }
         }
         let seed = ports[0].to_string();
         for &port in &ports[1..] {

@@ -17,6 +17,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::backend::{Backend, Durability};
 use crate::engine::Engine;
 use crate::error::{BackendErrorKind, Error};
@@ -26,6 +28,7 @@ use crate::quorum::{Refused, Round, Vote};
 use crate::retry::Retry;
 use crate::script::{Call, Code, Reply, Sequence};
 use crate::subscribe::Watch;
+use crate::telemetry;
 use crate::timing::LeaseTiming;
 
 /// What earlier attempts of one acquire may have left on a server.
@@ -131,7 +134,25 @@ pub(crate) async fn acquire<C: Claim>(
     lease: Arc<Lease>,
     ask: &Ask,
 ) -> Result<Granted, Error> {
-    let mut acquisition = Acquisition::new(engine, claim.clone(), lease.clone(), ask);
+    let span = telemetry::acquire_span(lease.name());
+    let mut acquisition = Acquisition::new(engine, claim, lease.clone(), ask);
+    let result = attempts(&mut acquisition).instrument(span.clone()).await;
+    if let Ok(fence) = result {
+        telemetry::granted(&span, fence);
+    }
+    engine.meter().acquire_finished(
+        lease.name(),
+        &result,
+        acquisition.started.elapsed(),
+        acquisition.waited,
+    );
+    result.map(|fence| Granted { lease, fence })
+}
+
+/// The attempts of one acquire, until one is granted (the fence) or the acquire fails.
+async fn attempts<C: Claim>(acquisition: &mut Acquisition<'_, C>) -> Result<u64, Error> {
+    let (engine, lease) = (acquisition.engine, acquisition.lease.clone());
+    let claim = acquisition.claim.clone();
     let mut unclaimed = Unclaimed {
         engine,
         claim: &*claim,
@@ -145,15 +166,16 @@ pub(crate) async fn acquire<C: Claim>(
             Ok(fence) => {
                 unclaimed.maybe_granted = false;
                 unclaimed.listed = None;
-                return Ok(Granted {
-                    lease: lease.clone(),
-                    fence,
-                });
+                return Ok(fence);
             }
             Err(refused) => refused,
         };
         unclaimed.listed.clone_from(&acquisition.listed_entry());
-        let known = matches!(refused.error, Error::Contended { .. }) && engine.quorum().len() == 1;
+        let contended = matches!(refused.error, Error::Contended { .. });
+        if contended {
+            engine.meter().contended(lease.name());
+        }
+        let known = contended && engine.quorum().len() == 1;
         if known {
             // A single backend that answered "held by another" holds no grant of ours; with
             // several, one that did not answer might.
@@ -217,6 +239,8 @@ struct Acquisition<'a, C> {
     may_subscribe: bool,
     /// A release handed this waiter the lock, with this fence.
     handed: Option<u64>,
+    /// The time spent between attempts so far.
+    waited: Duration,
     /// The last wait was cut short to list the waiter again (see [`Acquisition::wait`]).
     relisted: bool,
 }
@@ -241,6 +265,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             wakeups: None,
             may_subscribe: true,
             handed: None,
+            waited: Duration::ZERO,
             relisted: false,
         }
     }
@@ -467,7 +492,9 @@ impl<'a, C: Claim> Acquisition<'a, C> {
                 }
             }
         };
+        let waiting_since = Instant::now();
         let ((), (handed, subscribed)) = tokio::join!(give_back, woken);
+        self.waited += waiting_since.elapsed();
         self.handed = handed;
         if handed.is_none() && !subscribed {
             // The subscriber connection broke: poll for now, register again next time.

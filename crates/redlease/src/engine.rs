@@ -11,6 +11,7 @@ use crate::outcome::{Lost, ReleaseOutcome};
 use crate::quorum::Quorum;
 use crate::renew::Renewer;
 use crate::subscribe::{Subscriber, Watch};
+use crate::telemetry::Meter;
 use crate::timing::Drift;
 
 #[derive(Debug)]
@@ -23,6 +24,7 @@ pub(crate) struct Engine {
     counts_receivers: bool,
     renewer: Renewer,
     subscriber: Subscriber,
+    meter: Meter,
 }
 
 impl Engine {
@@ -32,10 +34,13 @@ impl Engine {
         drift: Drift,
         subscriber: Subscriber,
         counts_receivers: bool,
+        metrics_per_name: bool,
     ) -> Self {
         let quorum = Arc::new(quorum);
+        let meter = Meter::new(metrics_per_name);
         Self {
-            renewer: Renewer::new(&quorum, drift),
+            renewer: Renewer::new(&quorum, drift, meter),
+            meter,
             quorum,
             prefix,
             drift,
@@ -54,6 +59,11 @@ impl Engine {
 
     pub(crate) fn drift(&self) -> Drift {
         self.drift
+    }
+
+    /// This client's metrics.
+    pub(crate) fn meter(&self) -> Meter {
+        self.meter
     }
 
     /// Whether a server's count of a wake-up's receivers is complete: true when every backend
@@ -106,6 +116,7 @@ impl Engine {
             outcome = self.quorum.release(lease.release_call(), None).await;
         }
         tracing::trace!(target: "redlease::handoff", name = lease.name(), "release replied");
+        self.meter.released(lease.name(), Some(&outcome));
         outcome
     }
 
@@ -130,12 +141,16 @@ impl Engine {
     }
 }
 
-/// Whether `error` is only broken connections: a retry may reach the server.
+/// Whether `error` is only broken connections and nothing was released: a retry may reach the
+/// servers. (After a partial release a retry would find the keys it deleted gone, and count
+/// those nodes as not released.)
 fn broken_connection(error: &Error) -> bool {
     let broken = |e: &BackendError| e.kind() == BackendErrorKind::Connection;
     match error {
         Error::Backend(e) => broken(e),
-        Error::NoQuorum { errors, .. } => !errors.is_empty() && errors.iter().all(broken),
+        Error::NoQuorum {
+            errors, reached, ..
+        } => *reached == 0 && !errors.is_empty() && errors.iter().all(broken),
         _ => false,
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::keys::Keys;
 use crate::outcome::Lost;
 use crate::script::Call;
+use crate::telemetry::Meter;
 use crate::timing::{Drift, LeaseTiming};
 use crate::token::Token;
 
@@ -50,6 +51,8 @@ pub(crate) struct Lease {
     label: String,
     scripts: &'static HoldScripts,
     hand_off: HandOff,
+    /// Counts the loss, under this client's metrics settings.
+    meter: Meter,
     state: Mutex<State>,
     /// Wakes `lost()` futures when the lease is declared lost.
     lost_notify: Notify,
@@ -107,6 +110,7 @@ impl Lease {
         label: String,
         scripts: &'static HoldScripts,
         hand_off: HandOff,
+        meter: Meter,
     ) -> Self {
         let now = Instant::now();
         Self {
@@ -116,6 +120,7 @@ impl Lease {
             label,
             scripts,
             hand_off,
+            meter,
             state: Mutex::new(State {
                 valid_until: now,
                 ttl: Duration::ZERO,
@@ -294,6 +299,7 @@ impl Lease {
             first
         };
         if first {
+            self.meter.lost(&self.name, reason);
             self.lost_notify.notify_waiters();
             if let Some(token) = self.cancel.get() {
                 token.cancel();
@@ -400,6 +406,7 @@ mod tests {
             String::new(),
             &SCRIPTS,
             hand_off,
+            Meter::default(),
         )
     }
 

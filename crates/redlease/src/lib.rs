@@ -89,17 +89,60 @@
 //!
 //! # Cargo features
 //!
+//! None is on by default: a build without features has plain `redis://` connections to single
+//! servers (one, or several for Redlock) and no TLS stack, Cluster client or metrics facade in
+//! its dependency tree. The `redis` crate's features follow ours, so an application's own
+//! `redis` gets nothing it did not ask for.
+//!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `tls` | off | `rediss://` URLs, [`ClientBuilder::tls_root_ca`] and [`ClientBuilder::tls_client_cert`], through rustls |
+//! | `cluster` | off | Redis Cluster deployments: [`ClientBuilder::cluster`] and `ClientBuilder::cluster_connection` |
+//! | `sentinel` | off | Sentinel deployments: [`ClientBuilder::sentinel`] |
 //! | `blocking` | off | `redlease::blocking`: a synchronous client and guard for programs without an async runtime, driven by one runtime thread per client |
+//! | `metrics` | off | counters and histograms through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) |
+//!
+//! A setting that needs a feature this build lacks (a `rediss://` URL without `tls`,
+//! [`ClientBuilder::cluster`] without `cluster`, …) compiles, and makes
+//! [`ClientBuilder::build`] fail with [`ConfigError::FeatureDisabled`] naming the feature.
+//!
+//! **rustls's cryptography provider** (feature `tls`): rustls needs one process-wide provider.
+//! If the application installed one (`CryptoProvider::install_default`, e.g. *aws-lc-rs*)
+//! before the first `rediss://` connection, redlease uses it and leaves it in place. If none is
+//! installed then, redlease installs rustls's *ring* provider as the process default (the only
+//! provider it compiles in), which other rustls users in the process then share.
+//!
+//! # Metrics
+//!
+//! With the feature `metrics`, a client records through the `metrics` facade into whatever
+//! recorder the application installed (an exporter such as `metrics-exporter-prometheus`;
+//! without one, recording costs next to nothing). `examples/metrics.rs` exports them for
+//! Prometheus.
+//!
+//! | metric | kind | labels | what |
+//! |---|---|---|---|
+//! | `redlease_acquire_seconds` | histogram | `result`: `acquired`, `contended`, `timed_out`, `failed` | the time an acquire or try-acquire took |
+//! | `redlease_acquire_wait_seconds` | histogram | | the part of an acquire spent waiting between attempts (acquires that waited) |
+//! | `redlease_contended_attempts_total` | counter | | attempts that found the lock held by another owner |
+//! | `redlease_acquisitions_total` | counter | | leases granted |
+//! | `redlease_releases_total` | counter | `outcome`: `released`, `expired`, `held_by_other`, `failed`, `in_background` (a dropped guard) | releases |
+//! | `redlease_leases_lost_total` | counter | `reason`: `expired`, `held_by_other`, `unreachable`, `hold_cap_reached` | leases declared lost (by renewal, extend, or the loss signal) |
+//! | `redlease_renewal_rounds_total` | counter | | renewal rounds (one batch of due leases over every node) |
+//! | `redlease_renewal_round_seconds` | histogram | | the time a renewal round took |
+//!
+//! [`ClientBuilder::metrics_per_name`] adds a `name` label (the lock name) to every metric but
+//! the renewal rounds'. It is off by default: names are often unbounded (one per user, job or
+//! file), and each would make a time series of every metric.
+//!
+//! Whatever the features, every acquire, release, extend and renewal round runs in a `tracing`
+//! span (`redlease.acquire`, `redlease.release`, `redlease.extend`, `redlease.renewal`, at
+//! level INFO) carrying the lock name and fence, never the token.
 //!
 //! # Supported servers
 //!
 //! Redis 6.2 and 7, and Valkey 8: the test suite runs in full against Redis 7.0, and its lease,
-//! waiting, renewal, fencing, Redlock and blocking tests against Redis 6.2 and Valkey 8.1 too.
-//! With Sentinel on Redis 6.2, a demoted primary's refusal to write is not recognised yet (6.2
-//! wraps its `READONLY` in a script error), so after a failover the client keeps trying the old
-//! primary until its connection breaks.
+//! waiting, renewal, fencing, Redlock, Cluster, Sentinel and blocking tests against Redis 6.2
+//! and Valkey 8.1 too.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -124,6 +167,7 @@ mod renew;
 mod retry;
 mod script;
 mod subscribe;
+mod telemetry;
 mod timing;
 mod token;
 

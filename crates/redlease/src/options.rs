@@ -18,7 +18,7 @@ use crate::timing::{Drift, LeaseTiming};
 ///
 /// Renewal is off by default because a TTL that silently becomes "forever" surprises more
 /// than one that ends: turn it on for work of unknown length, and pair it with
-/// [`Guard::lost`] or [`Guard::run`] so the work stops when the lease does.
+/// [`Guard::lost`](crate::Guard::lost) or [`Guard::run`](crate::Guard::run) so the work stops when the lease does.
 ///
 /// ```
 /// use std::time::Duration;
@@ -72,7 +72,7 @@ impl LockOptions {
     }
 
     /// The longest the lease may be held in total, renewals included: renewal stops so that
-    /// the lease ends then, and [`Guard::lost`] reports [`Lost::HoldCapReached`](crate::Lost).
+    /// the lease ends then, and [`Guard::lost`](crate::Guard::lost) reports [`Lost::HoldCapReached`](crate::Lost).
     /// Guards against a hung holder renewing forever. Must be at least the TTL.
     pub fn max_hold(mut self, limit: Duration) -> Self {
         self.max_hold = Some(limit);
@@ -99,7 +99,7 @@ impl LockOptions {
     }
 
     /// A description of the holder (host, process, job…), stored with the lock so that
-    /// [`Client::inspect`] and `redlease status` can say who holds it. At most
+    /// [`Client::inspect`](crate::Client::inspect) and `redlease status` can say who holds it. At most
     /// [`MAX_LABEL_LEN`] bytes; empty by default. Do not put secrets in it.
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();

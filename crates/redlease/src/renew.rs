@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::lease::Lease;
 use crate::quorum::{Extended, Quorum};
+use crate::telemetry::{self, Meter};
 use crate::timing::{Drift, LeaseTiming};
 
 /// The registry of renewing leases and the handle to wake the renewer task.
@@ -28,6 +30,7 @@ pub(crate) struct Renewer {
 struct Inner {
     quorum: Weak<Quorum>,
     drift: Drift,
+    meter: Meter,
     registry: Mutex<Registry>,
     wake: Arc<Notify>,
 }
@@ -47,11 +50,12 @@ struct Due {
 
 impl Renewer {
     /// A renewer for leases on `quorum`; it does not keep the quorum alive.
-    pub(crate) fn new(quorum: &Arc<Quorum>, drift: Drift) -> Self {
+    pub(crate) fn new(quorum: &Arc<Quorum>, drift: Drift, meter: Meter) -> Self {
         Self {
             inner: Arc::new(Inner {
                 quorum: Arc::downgrade(quorum),
                 drift,
+                meter,
                 registry: Mutex::new(Registry::default()),
                 wake: Arc::new(Notify::new()),
             }),
@@ -140,9 +144,14 @@ async fn renew(inner: Arc<Inner>, due: Vec<Due>) {
     let Some(quorum) = inner.quorum.upgrade() else {
         return;
     };
-    for chunk in due.chunks(CHUNK) {
-        renew_chunk(&quorum, chunk).await;
-    }
+    let started = Instant::now();
+    let chunks = async {
+        for chunk in due.chunks(CHUNK) {
+            renew_chunk(&quorum, chunk).await;
+        }
+    };
+    chunks.instrument(telemetry::renewal_span(due.len())).await;
+    inner.meter.renewal_round(started.elapsed());
     inner.wake.notify_one();
 }
 

@@ -43,6 +43,8 @@ struct Inner {
     backend: AtomicUsize,
     /// The client is gone: the subscriber task ends.
     shutdown: Notify,
+    /// The warning that waiting polls (no sources) was given.
+    warned_polling: AtomicBool,
 }
 
 #[derive(Default)]
@@ -102,6 +104,7 @@ impl Subscriber {
                 live: AtomicBool::new(false),
                 backend: AtomicUsize::new(0),
                 shutdown: Notify::new(),
+                warned_polling: AtomicBool::new(false),
             }),
         }
     }
@@ -125,6 +128,14 @@ impl Subscriber {
     /// arrived before this call is not lost.
     pub(crate) async fn watch(&self, token: &str) -> Option<Watch> {
         if self.inner.sources.is_empty() {
+            if !self.inner.warned_polling.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "redlease has no pub/sub connection for this client's caller-supplied \
+                     connections, so waiters poll on their retry policy instead of being woken \
+                     by releases; pass a redis::Client to ClientBuilder::connection_with_pubsub \
+                     to have them woken (this is said once per client)"
+                );
+            }
             return None;
         }
         if !self.inner.live.load(Ordering::Acquire) {

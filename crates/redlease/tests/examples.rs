@@ -3,7 +3,7 @@
 //!
 //! `cargo test` builds the examples next to this test's binary before running it; run alone
 //! (`cargo test --test examples`) it needs `cargo build --examples` (with `--features blocking`
-//! for the blocking one) first.
+//! and `--features metrics` for the examples of those features) first.
 
 #![allow(
     clippy::unwrap_used,
@@ -117,6 +117,22 @@ fn blocking() {
             "acquired with fence 1",
             "step 4 done with fence 1, lease still held: true",
             "release: Released",
+        ],
+    );
+}
+
+#[cfg(feature = "metrics")]
+#[test]
+fn metrics() {
+    assert_says(
+        &on_one_server("metrics"),
+        &[
+            "# TYPE redlease_acquire_seconds summary",
+            "redlease_acquisitions_total{name=\"examples:metrics\"} 2",
+            "redlease_contended_attempts_total{name=\"examples:metrics\"}",
+            "redlease_acquire_wait_seconds_count{name=\"examples:metrics\"} 1",
+            "redlease_releases_total{outcome=\"released\",name=\"examples:metrics\"} 2",
+            "redlease_renewal_rounds_total ",
         ],
     );
 }

@@ -6,12 +6,17 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "cluster")]
 use futures_util::future::join_all;
+#[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
+#[cfg(feature = "cluster")]
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisResult, Value};
 
-use crate::conn::{Connection, bounded};
+use crate::conn::Connection;
+#[cfg(feature = "cluster")]
+use crate::conn::bounded;
 use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::script::{Call, Script};
 
@@ -19,6 +24,7 @@ pub(crate) enum Deployment {
     /// One server.
     Server(Connection),
     /// A Redis Cluster: `connection` wraps `cluster` for ordinary commands.
+    #[cfg(feature = "cluster")]
     Cluster {
         connection: Connection,
         cluster: ClusterConnection,
@@ -41,6 +47,7 @@ impl Context<'_> {
 }
 
 impl Deployment {
+    #[cfg(feature = "cluster")]
     pub(crate) fn cluster(cluster: ClusterConnection) -> Self {
         Self::Cluster {
             connection: Connection::borrowed(cluster.clone()),
@@ -50,7 +57,9 @@ impl Deployment {
 
     pub(crate) fn connection(&self) -> &Connection {
         match self {
-            Self::Server(connection) | Self::Cluster { connection, .. } => connection,
+            Self::Server(connection) => connection,
+            #[cfg(feature = "cluster")]
+            Self::Cluster { connection, .. } => connection,
         }
     }
 
@@ -103,6 +112,7 @@ impl Deployment {
                 }
                 self.send_pipeline(&pipe, cx).await
             }
+            #[cfg(feature = "cluster")]
             Self::Cluster { connection, .. } => {
                 let sends = cmds.iter().map(|cmd| async move {
                     let mut handle = connection.handle();
@@ -138,6 +148,7 @@ impl Deployment {
                     None => Ok(()),
                 }
             }
+            #[cfg(feature = "cluster")]
             Self::Cluster { .. } => {
                 let loads = scripts.iter().map(|script| async move {
                     let mut cmd = redis::cmd("SCRIPT");
@@ -168,6 +179,7 @@ impl Deployment {
                 self.load_scripts(&[call.script()], cx).await?;
                 Ok(call.cmd().clone())
             }
+            #[cfg(feature = "cluster")]
             Self::Cluster { .. } => Ok(call.as_eval()),
         }
     }
@@ -175,15 +187,24 @@ impl Deployment {
     /// After a redirection inside a pipeline (a Cluster's slot moved): sends a harmless single
     /// command on `key`, which the cluster client follows, updating its slot map for the next
     /// try.
+    #[cfg_attr(
+        not(feature = "cluster"),
+        expect(clippy::unused_async, reason = "only a Cluster redirects")
+    )]
     pub(crate) async fn after_redirect(
         &self,
         key: Option<impl redis::ToRedisArgs>,
         cx: Context<'_>,
     ) {
-        if let (Self::Cluster { .. }, Some(key)) = (self, key) {
-            let mut pttl = redis::cmd("PTTL");
-            pttl.arg(key);
-            let _ = self.send(&pttl, cx).await;
+        match (self, key, cx) {
+            #[cfg(feature = "cluster")]
+            (Self::Cluster { .. }, Some(key), cx) => {
+                let mut pttl = redis::cmd("PTTL");
+                pttl.arg(key);
+                let _ = self.send(&pttl, cx).await;
+            }
+            // Only a Cluster redirects.
+            _ => {}
         }
     }
 
@@ -203,6 +224,7 @@ impl Deployment {
                     }
                 }
             }
+            #[cfg(feature = "cluster")]
             Self::Cluster { cluster, .. } => {
                 let mut cluster = cluster.clone();
                 let all_primaries =

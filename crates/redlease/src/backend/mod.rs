@@ -278,6 +278,7 @@ impl Backend {
         limit: Duration,
         durability: Durability,
     ) -> Result<Vec<Result<Reply, Error>>, Error> {
+        #[cfg(feature = "cluster")]
         if let Deployment::Cluster { .. } = self.deployment {
             let each = calls
                 .iter()

@@ -10,9 +10,9 @@ use redis::aio::ConnectionLike;
 use super::Client;
 use super::connect::{self, Settings, Source};
 use crate::backend::{Deployment, Replicas};
-use crate::conn::Connection;
 use crate::conn::tls::TlsSettings;
 use crate::conn::url::redact_url;
+use crate::conn::{Connection, PubSubSource};
 use crate::error::{ConfigError, Error};
 use crate::keys::validate_prefix;
 use crate::timing::{DEFAULT_DRIFT_FACTOR, Drift};
@@ -78,6 +78,10 @@ pub struct ClientBuilder {
     replicas: Option<Replicas>,
     eviction_check: EvictionCheck,
     primary_auth: Option<(String, String)>,
+    metrics_per_name: bool,
+    /// The first setting this build cannot honour: `(cargo feature, what needs it)`, refused
+    /// by `build` (so that code calling it compiles with any feature set).
+    missing_feature: Option<(&'static str, &'static str)>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -88,10 +92,12 @@ impl fmt::Debug for ClientBuilder {
             .map(|source| match source {
                 Source::Url(url) => redact_url(url),
                 Source::Connection { label, .. } => label.clone(),
+                #[cfg(feature = "cluster")]
                 Source::Cluster(urls) => format!(
                     "cluster {:?}",
                     urls.iter().map(|url| redact_url(url)).collect::<Vec<_>>()
                 ),
+                #[cfg(feature = "sentinel")]
                 Source::Sentinel { urls, service } => format!(
                     "sentinel service {service:?} via {:?}",
                     urls.iter().map(|url| redact_url(url)).collect::<Vec<_>>()
@@ -111,6 +117,8 @@ impl fmt::Debug for ClientBuilder {
                 "sentinel_primary_user",
                 &self.primary_auth.as_ref().map(|(user, _password)| user),
             )
+            .field("metrics_per_name", &self.metrics_per_name)
+            .field("missing_feature", &self.missing_feature)
             .finish()
     }
 }
@@ -127,6 +135,8 @@ impl Default for ClientBuilder {
             replicas: None,
             eviction_check: EvictionCheck::default(),
             primary_auth: None,
+            metrics_per_name: false,
+            missing_feature: None,
         }
     }
 }
@@ -142,23 +152,67 @@ impl ClientBuilder {
     }
 
     /// Adds a node reached through a connection the caller already has: anything implementing
-    /// the `redis` crate's
-    /// async [`ConnectionLike`] that is cheap to clone, such as a
+    /// the `redis` crate's async [`ConnectionLike`] that is cheap to clone, such as a
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection) or a
-    /// [`ConnectionManager`]. redlease clones it for each command and never closes it. For a
-    /// Redis Cluster connection use [`cluster_connection`](Self::cluster_connection).
-    pub fn connection<C>(mut self, connection: C) -> Self
+    /// [`ConnectionManager`](redis::aio::ConnectionManager). redlease clones it for each
+    /// command and never closes it. For a Redis Cluster connection use `cluster_connection`
+    /// (cargo feature `cluster`).
+    ///
+    /// **Waiting polls** with such a node alone: redlease cannot open the pub/sub connection
+    /// that a release wakes waiters through, so [`Client::acquire`] retries on its
+    /// [`Retry`](crate::Retry) policy's delays instead of being handed the lock (a
+    /// `tracing::warn!` says so once, the first time a waiter would have subscribed). Use
+    /// [`connection_with_pubsub`](Self::connection_with_pubsub) to have waiters woken.
+    pub fn connection<C>(self, connection: C) -> Self
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        self.caller_connection(connection, None)
+    }
+
+    /// Adds a node reached through a connection the caller already has, as
+    /// [`connection`](Self::connection) does, with `pubsub`: a `redis` client for the same
+    /// server, on which redlease opens one pub/sub connection per [`Client`] (when the first
+    /// waiter waits) so that releases wake waiters as they do for a [`url`](Self::url) node.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use redlease::redis;
+    ///
+    /// let server = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let manager = redis::aio::ConnectionManager::new(server.clone()).await?;
+    /// let client = redlease::Client::builder()
+    ///     .connection_with_pubsub(manager, server)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
+    pub fn connection_with_pubsub<C>(self, connection: C, pubsub: redis::Client) -> Self
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        self.caller_connection(connection, Some(PubSubSource::Server(Box::new(pubsub))))
+    }
+
+    fn caller_connection<C>(mut self, connection: C, pubsub: Option<PubSubSource>) -> Self
     where
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
         let label = format!("caller-supplied connection (db {})", connection.get_db());
         let deployment = Deployment::Server(Connection::borrowed(connection));
-        self.sources.push(Source::Connection { label, deployment });
+        self.sources.push(Source::Connection {
+            label,
+            deployment,
+            pubsub,
+        });
         self
     }
 
     /// Adds a node that is a whole Redis Cluster, reached through any of `urls` (`redis://` or
     /// `rediss://`, with the credentials of the cluster's user; all URLs must share them).
+    /// Needs the cargo feature `cluster`: without it, [`build`](Self::build) fails with
+    /// [`ConfigError::FeatureDisabled`].
     ///
     /// Each lock lives on the primary that owns its name's hash slot (the name is the keys'
     /// hash tag), so locks spread over the primaries; redirections (`MOVED`, `ASK`) and a
@@ -181,8 +235,14 @@ impl ClientBuilder {
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        self.sources
-            .push(Source::Cluster(urls.into_iter().map(Into::into).collect()));
+        let urls: Vec<String> = urls.into_iter().map(Into::into).collect();
+        #[cfg(feature = "cluster")]
+        self.sources.push(Source::Cluster(urls));
+        #[cfg(not(feature = "cluster"))]
+        {
+            drop(urls);
+            self.missing("cluster", "a Cluster deployment (ClientBuilder::cluster)");
+        }
         self
     }
 
@@ -190,6 +250,8 @@ impl ClientBuilder {
     /// made (for settings [`cluster`](Self::cluster) does not offer). It is used like
     /// [`cluster`](Self::cluster)'s: script calls are never pipelined across slots. Without
     /// addresses, waiting cannot subscribe to releases and polls instead (per the retry policy).
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn cluster_connection(
         mut self,
         connection: redis::cluster_async::ClusterConnection,
@@ -197,12 +259,15 @@ impl ClientBuilder {
         self.sources.push(Source::Connection {
             label: "caller-supplied cluster connection".to_owned(),
             deployment: Deployment::cluster(connection),
+            pubsub: None,
         });
         self
     }
 
     /// Adds a node that is the primary of the Sentinel service `service_name` (the name in
-    /// `sentinel monitor`), found by asking the sentinels at `sentinel_urls` in order.
+    /// `sentinel monitor`), found by asking the sentinels at `sentinel_urls` in order. Needs
+    /// the cargo feature `sentinel`: without it, [`build`](Self::build) fails with
+    /// [`ConfigError::FeatureDisabled`].
     ///
     /// The sentinels' URLs carry the sentinels' own credentials, if any; the primary's are set
     /// with [`sentinel_primary_auth`](Self::sentinel_primary_auth). With `rediss://` sentinel
@@ -229,10 +294,18 @@ impl ClientBuilder {
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        self.sources.push(Source::Sentinel {
-            urls: sentinel_urls.into_iter().map(Into::into).collect(),
-            service: service_name.into(),
-        });
+        let urls: Vec<String> = sentinel_urls.into_iter().map(Into::into).collect();
+        let service = service_name.into();
+        #[cfg(feature = "sentinel")]
+        self.sources.push(Source::Sentinel { urls, service });
+        #[cfg(not(feature = "sentinel"))]
+        {
+            drop((urls, service));
+            self.missing(
+                "sentinel",
+                "a Sentinel deployment (ClientBuilder::sentinel)",
+            );
+        }
         self
     }
 
@@ -251,7 +324,9 @@ impl ClientBuilder {
     /// Trust this certificate authority (PEM, one or more certificates) for `rediss://`
     /// connections, instead of the system's roots: for servers with certificates from a
     /// private CA. The server's certificate is always verified, including its name (or IP
-    /// address) against the host in the URL; there is no switch to turn that off.
+    /// address) against the host in the URL; there is no switch to turn that off. TLS needs
+    /// the cargo feature `tls`: without it, [`build`](Self::build) refuses this and `rediss://`
+    /// URLs with [`ConfigError::FeatureDisabled`].
     pub fn tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls.set_root_ca(pem.into());
         self
@@ -311,6 +386,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Labels every metric of a lock with its name (label `name`; off by default). Names can be
+    /// unbounded (one per user, per job, per file): each adds a time series to every metric, so
+    /// turn this on only for a small, fixed set of names. Needs the cargo feature `metrics`:
+    /// without it, `metrics_per_name(true)` makes [`build`](Self::build) fail with
+    /// [`ConfigError::FeatureDisabled`]. See the crate docs, "Metrics".
+    pub fn metrics_per_name(mut self, per_name: bool) -> Self {
+        self.metrics_per_name = per_name;
+        #[cfg(not(feature = "metrics"))]
+        if per_name {
+            self.missing(
+                "metrics",
+                "per-name metrics (ClientBuilder::metrics_per_name)",
+            );
+        }
+        self
+    }
+
     /// Bound on connecting (default [`DEFAULT_CONNECT_TIMEOUT`]).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -322,6 +414,12 @@ impl ClientBuilder {
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
         self
+    }
+
+    /// Remembers the first setting that needs a feature this build lacks, for `build`.
+    #[cfg(not(all(feature = "cluster", feature = "sentinel", feature = "metrics")))]
+    fn missing(&mut self, feature: &'static str, needed_for: &'static str) {
+        self.missing_feature.get_or_insert((feature, needed_for));
     }
 
     /// Validates the settings and connects to every node in parallel.
@@ -362,6 +460,13 @@ impl ClientBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn build(self) -> Result<Client, Error> {
+        if let Some((feature, needed_for)) = self.missing_feature {
+            return Err(ConfigError::FeatureDisabled {
+                feature,
+                needed_for,
+            }
+            .into());
+        }
         validate_prefix(&self.prefix)?;
         let drift = Drift::new(self.drift_factor)?;
         if self.connect_timeout.is_zero() {
@@ -387,6 +492,7 @@ impl ClientBuilder {
             replicas: self.replicas,
             eviction_check: self.eviction_check,
             primary_auth: self.primary_auth,
+            metrics_per_name: self.metrics_per_name,
         })
         .await?;
         Ok(Client::from_engine(Arc::new(engine)))

@@ -4,16 +4,21 @@
 
 use std::time::Duration;
 
-use redis::TlsCertificates;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+#[cfg(feature = "cluster")]
 use redis::cluster::ClusterClientBuilder;
 
 use super::builder::EvictionCheck;
 use crate::backend::{Backend, Deployment, Eviction, Replicas};
+#[cfg(feature = "cluster")]
+use crate::conn::bounded;
+#[cfg(feature = "sentinel")]
 use crate::conn::sentinel::{PrimarySettings, SentinelConnection};
-use crate::conn::tls::{TlsSettings, install_crypto_provider};
-use crate::conn::url::{Address, is_tls_url, malformed, redact_url};
-use crate::conn::{Connection, PubSubSource, bounded};
+use crate::conn::tls::{Certificates, TlsSettings};
+#[cfg(feature = "sentinel")]
+use crate::conn::url::redact_url;
+use crate::conn::url::{Address, is_tls_url, malformed};
+use crate::conn::{Connection, PubSubSource};
 use crate::engine::Engine;
 use crate::error::{BackendError, BackendErrorKind, ConfigError, Error};
 use crate::quorum::Quorum;
@@ -23,11 +28,15 @@ use crate::timing::Drift;
 /// Where one backend is.
 pub(crate) enum Source {
     Url(String),
+    /// A caller's connection, and where a pub/sub connection to its server can be opened.
     Connection {
         label: String,
         deployment: Deployment,
+        pubsub: Option<PubSubSource>,
     },
+    #[cfg(feature = "cluster")]
     Cluster(Vec<String>),
+    #[cfg(feature = "sentinel")]
     Sentinel {
         urls: Vec<String>,
         service: String,
@@ -44,7 +53,15 @@ pub(crate) struct Settings {
     pub(crate) tls: TlsSettings,
     pub(crate) replicas: Option<Replicas>,
     pub(crate) eviction_check: EvictionCheck,
+    #[cfg_attr(
+        not(feature = "sentinel"),
+        expect(
+            dead_code,
+            reason = "only a Sentinel primary is authenticated this way"
+        )
+    )]
     pub(crate) primary_auth: Option<(String, String)>,
+    pub(crate) metrics_per_name: bool,
 }
 
 /// One opened source: its backend, where it points (for duplicates), and where a pub/sub
@@ -58,7 +75,7 @@ struct Opened {
 
 /// Connects to every source in parallel and builds the engine.
 pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
-    let certificates = prepare_tls(&settings.tls, &settings.sources)?;
+    let certificates = settings.tls.prepare(any_tls(&settings.sources))?;
     let timeouts = (settings.connect_timeout, settings.command_timeout);
     let mut backends = Vec::with_capacity(settings.sources.len());
     let mut addresses = Vec::new();
@@ -68,13 +85,19 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
         plain_servers &= matches!(source, Source::Url(_));
         let opened = match source {
             Source::Url(url) => open(&url, timeouts, certificates.as_ref())?,
-            Source::Connection { label, deployment } => Opened {
+            Source::Connection {
+                label,
+                deployment,
+                pubsub,
+            } => Opened {
                 label,
                 deployment,
                 address: None,
-                pubsub: Vec::new(),
+                pubsub: pubsub.into_iter().collect(),
             },
+            #[cfg(feature = "cluster")]
             Source::Cluster(urls) => open_cluster(&urls, timeouts, certificates.as_ref()).await?,
+            #[cfg(feature = "sentinel")]
             Source::Sentinel { urls, service } => open_sentinel(
                 &urls,
                 service,
@@ -110,6 +133,7 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
         settings.drift,
         subscriber,
         plain_servers,
+        settings.metrics_per_name,
     ))
 }
 
@@ -121,27 +145,16 @@ fn client_id() -> Result<String, Error> {
     Ok(format!("{:016x}", u64::from_le_bytes(bytes)))
 }
 
-/// Checks the TLS settings against the URLs, and returns them in the `redis` crate's form
-/// when given. With any `rediss://` URL, makes sure rustls has a cryptography provider.
-fn prepare_tls(
-    tls: &TlsSettings,
-    sources: &[Source],
-) -> Result<Option<TlsCertificates>, ConfigError> {
-    tls.validate()?;
-    let any_tls = sources.iter().any(|source| match source {
+/// Whether any source's URL asks for TLS.
+fn any_tls(sources: &[Source]) -> bool {
+    sources.iter().any(|source| match source {
         Source::Url(url) => is_tls_url(url),
-        Source::Cluster(urls) | Source::Sentinel { urls, .. } => {
-            urls.iter().any(|url| is_tls_url(url))
-        }
+        #[cfg(feature = "cluster")]
+        Source::Cluster(urls) => urls.iter().any(|url| is_tls_url(url)),
+        #[cfg(feature = "sentinel")]
+        Source::Sentinel { urls, .. } => urls.iter().any(|url| is_tls_url(url)),
         Source::Connection { .. } => false,
-    });
-    if tls.is_set() && !any_tls {
-        return Err(ConfigError::TlsWithoutRediss);
-    }
-    if any_tls {
-        install_crypto_provider();
-    }
-    Ok(tls.certificates())
+    })
 }
 
 /// Parses `url` and sets up a connection that is made on first use (so that backends connect
@@ -149,7 +162,7 @@ fn prepare_tls(
 fn open(
     url: &str,
     (connect_timeout, command_timeout): (Duration, Duration),
-    certificates: Option<&TlsCertificates>,
+    certificates: Option<&Certificates>,
 ) -> Result<Opened, Error> {
     let address = Address::parse(url)?;
     let client = address.client(certificates).map_err(malformed(url))?;
@@ -173,10 +186,11 @@ fn open(
 
 /// Connects to a Redis Cluster through any of `urls` (learning its slots); a pub/sub
 /// connection can be opened on any seed.
+#[cfg(feature = "cluster")]
 async fn open_cluster(
     urls: &[String],
     (connect_timeout, command_timeout): (Duration, Duration),
-    certificates: Option<&TlsCertificates>,
+    certificates: Option<&Certificates>,
 ) -> Result<Opened, Error> {
     if urls.is_empty() {
         return Err(ConfigError::NoSeedUrls("Cluster").into());
@@ -188,16 +202,14 @@ async fn open_cluster(
         let address = Address::parse(url)?;
         let client = address.client(certificates).map_err(malformed(url))?;
         pubsub.push(PubSubSource::Server(Box::new(client)));
-        any_tls |= address.is_tls();
+        any_tls |= is_tls_url(url);
         infos.push(address.info);
     }
     let label = format!("cluster {}", infos[0].addr());
-    let mut builder = ClusterClientBuilder::new(infos)
+    let builder = ClusterClientBuilder::new(infos)
         .connection_timeout(connect_timeout)
         .response_timeout(command_timeout);
-    if let Some(certs) = certificates.filter(|_| any_tls) {
-        builder = builder.certs(certs.clone());
-    }
+    let builder = crate::conn::tls::cluster_certificates(builder, certificates.filter(|_| any_tls));
     let client = builder.build().map_err(malformed(&urls[0]))?;
     let connection = bounded(
         &label,
@@ -215,12 +227,13 @@ async fn open_cluster(
 }
 
 /// Sets up the primary of a Sentinel service, found on first use.
+#[cfg(feature = "sentinel")]
 fn open_sentinel(
     urls: &[String],
     service: String,
     auth: Option<(String, String)>,
     (connect_timeout, command_timeout): (Duration, Duration),
-    certificates: Option<&TlsCertificates>,
+    certificates: Option<&Certificates>,
 ) -> Result<Opened, Error> {
     if urls.is_empty() {
         return Err(ConfigError::NoSeedUrls("Sentinel").into());

@@ -2,6 +2,7 @@
 //! step, bounded waits for replies, where a pub/sub connection can be opened, and the pieces
 //! connecting needs (URLs, TLS, Sentinel).
 
+#[cfg(feature = "sentinel")]
 pub(crate) mod sentinel;
 pub(crate) mod tls;
 pub(crate) mod url;
@@ -14,6 +15,7 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::error::{BackendError, BackendErrorKind, Error};
+#[cfg(feature = "sentinel")]
 use sentinel::SentinelConnection;
 
 /// A connection of any kind the `redis` crate offers (multiplexed, managed, cluster, or the
@@ -152,6 +154,7 @@ pub(crate) enum PubSubSource {
     /// `PUBLISH` reaches every node of a Cluster).
     Server(Box<redis::Client>),
     /// The current primary of a Sentinel service, looked up when the subscriber connects.
+    #[cfg(feature = "sentinel")]
     Sentinel(SentinelConnection),
 }
 
@@ -159,6 +162,7 @@ impl PubSubSource {
     pub(crate) async fn open(&self) -> Option<redis::aio::PubSub> {
         let client = match self {
             Self::Server(client) => (**client).clone(),
+            #[cfg(feature = "sentinel")]
             Self::Sentinel(sentinel) => sentinel.primary_client().await.ok()?,
         };
         client.get_async_pubsub().await.ok()

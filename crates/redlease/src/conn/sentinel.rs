@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError};
-use redis::{RedisFuture, RedisResult, TlsCertificates, Value};
+use redis::{RedisFuture, RedisResult, Value};
 
+use super::tls::{self, Certificates};
 use super::url::redact_url;
 
 /// How to reach the primary: credentials, database and TLS, as the sentinels do not say.
@@ -24,7 +25,7 @@ pub(crate) struct PrimarySettings {
     pub(crate) password: Option<String>,
     pub(crate) db: i64,
     pub(crate) tls: bool,
-    pub(crate) certificates: Option<TlsCertificates>,
+    pub(crate) certificates: Option<Certificates>,
 }
 
 /// A connection to the primary of one Sentinel service; cheap to clone (clones share it).
@@ -61,10 +62,7 @@ impl SentinelConnection {
         let mut sentinels = Vec::with_capacity(sentinel_urls.len());
         for url in sentinel_urls {
             let info = url.as_str().into_connection_info()?;
-            let client = match &primary.certificates {
-                Some(certs) if primary.tls => redis::Client::build_with_tls(info, certs.clone())?,
-                _ => redis::Client::open(info)?,
-            };
+            let client = tls::client(info, primary.certificates.as_ref())?;
             sentinels.push((redact_url(url), client));
         }
         Ok(Self {
@@ -171,13 +169,28 @@ impl SentinelConnection {
 }
 
 fn is_read_only(e: &RedisError) -> bool {
-    e.kind() == ErrorKind::Server(redis::ServerErrorKind::ReadOnly) || e.code() == Some("READONLY")
+    e.kind() == ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        || refuses_writes(e.code(), e.detail())
 }
 
 fn has_read_only_reply(values: &[Value]) -> bool {
     values
         .iter()
-        .any(|v| matches!(v, Value::ServerError(e) if e.code() == "READONLY"))
+        .any(|v| matches!(v, Value::ServerError(e) if refuses_writes(Some(e.code()), e.details())))
+}
+
+/// Whether a server error with this code and detail is a replica refusing a write: `READONLY`,
+/// or (Redis before 7.0) a script's write refused by a replica, which comes wrapped in the
+/// script's error: `ERR Error running script (call to f_…): @user_script:1: @user_script: 1:
+/// -READONLY You can't write against a read only replica.`
+fn refuses_writes(code: Option<&str>, detail: Option<&str>) -> bool {
+    match code {
+        Some("READONLY") => true,
+        Some("ERR") => detail.is_some_and(|detail| {
+            detail.starts_with("Error running script") && detail.contains(" -READONLY ")
+        }),
+        _ => false,
+    }
 }
 
 impl Inner {
@@ -261,11 +274,10 @@ impl Inner {
         if let Some(password) = &self.primary.password {
             settings = settings.set_password(password);
         }
-        let info = info.set_redis_settings(settings);
-        match &self.primary.certificates {
-            Some(certs) if self.primary.tls => redis::Client::build_with_tls(info, certs.clone()),
-            _ => redis::Client::open(info),
-        }
+        tls::client(
+            info.set_redis_settings(settings),
+            self.primary.certificates.as_ref(),
+        )
     }
 }
 
@@ -324,5 +336,51 @@ impl ConnectionLike for SentinelConnection {
 
     fn get_db(&self) -> i64 {
         self.inner.primary.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's error line, as the `redis` crate parses it off the wire.
+    fn server_error(line: &str) -> redis::ServerError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(Value::ServerError(e)) => e,
+            other => panic!("not a server error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_demoted_primary_is_recognised_in_both_forms() {
+        for line in [
+            // A plain write.
+            "READONLY You can't write against a read only replica.",
+            // A script's write on Redis 7.0 and later, and on Valkey.
+            "READONLY You can't write against a read only replica. script: \
+             bd6f3018b28bbdb36260f19d3c44afed740db987, on @user_script:1.",
+            // A script's write on Redis 6.2.
+            "ERR Error running script (call to f_bd6f3018b28bbdb36260f19d3c44afed740db987): \
+             @user_script:1: @user_script: 1: -READONLY You can't write against a read only \
+             replica.",
+        ] {
+            let reply = server_error(line);
+            let in_pipeline = [Value::Okay, Value::ServerError(reply.clone())];
+            assert!(has_read_only_reply(&in_pipeline), "{line}");
+            assert!(is_read_only(&reply.into()), "{line}");
+        }
+        for line in [
+            "ERR Error running script (call to f_0): @user_script:3: user_script:3: \
+             Script attempted to access nonexistent global variable 'x'",
+            "ERR wrong number of arguments for 'set' command",
+            "NOPERM this user has no permissions to run the 'set' command",
+        ] {
+            let reply = server_error(line);
+            assert!(
+                !has_read_only_reply(&[Value::ServerError(reply.clone())]),
+                "{line}"
+            );
+            assert!(!is_read_only(&reply.into()), "{line}");
+        }
     }
 }

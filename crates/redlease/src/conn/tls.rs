@@ -1,16 +1,70 @@
 //! TLS settings for `rediss://` connections: which certificate authorities to trust and which
 //! certificate to present. Verification of the server's certificate is always on.
+//!
+//! Without the cargo feature `tls` the settings are still kept, so that connecting can refuse
+//! them (and `rediss://` URLs) with an error naming the feature.
 
 use std::fmt;
 
-use redis::{ClientTlsConfig, TlsCertificates};
+#[cfg(feature = "tls")]
+use redis::ClientTlsConfig;
+use redis::{ConnectionInfo, RedisResult};
+#[cfg(feature = "tls")]
 use rustls::pki_types::pem::PemObject;
+#[cfg(feature = "tls")]
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::ConfigError;
 
+/// The TLS material of `rediss://` connections, in the `redis` crate's form.
+#[cfg(feature = "tls")]
+pub(crate) type Certificates = redis::TlsCertificates;
+
+/// Without the `tls` feature there is no TLS material: no value of this type exists.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+pub(crate) enum Certificates {}
+
+/// A `redis` client for `info`, presenting `certificates` when it is a TLS address.
+pub(crate) fn client(
+    info: ConnectionInfo,
+    certificates: Option<&Certificates>,
+) -> RedisResult<redis::Client> {
+    match certificates {
+        #[cfg(feature = "tls")]
+        Some(certs) if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) => {
+            redis::Client::build_with_tls(info, certs.clone())
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(none) => match *none {},
+        _ => redis::Client::open(info),
+    }
+}
+
+/// `builder` presenting `certificates`, when given, to the Cluster's nodes.
+#[cfg(feature = "cluster")]
+pub(crate) fn cluster_certificates(
+    builder: redis::cluster::ClusterClientBuilder,
+    certificates: Option<&Certificates>,
+) -> redis::cluster::ClusterClientBuilder {
+    match certificates {
+        #[cfg(feature = "tls")]
+        Some(certs) => builder.certs(certs.clone()),
+        #[cfg(not(feature = "tls"))]
+        Some(none) => match *none {},
+        None => builder,
+    }
+}
+
 /// A private key, never printed.
 #[derive(Clone)]
+#[cfg_attr(
+    not(feature = "tls"),
+    expect(
+        dead_code,
+        reason = "without `tls` it is only kept so that it can be refused"
+    )
+)]
 struct SecretPem(Vec<u8>);
 
 impl fmt::Debug for SecretPem {
@@ -51,8 +105,50 @@ impl TlsSettings {
         self.root_ca.is_some() || self.client.is_some()
     }
 
+    /// Checks the settings against whether any URL asks for TLS (`any_tls`), and returns them
+    /// in the `redis` crate's form when given (`None`: the system's trusted roots, no client
+    /// certificate). With TLS in use, makes sure rustls has a cryptography provider.
+    #[cfg(feature = "tls")]
+    pub(crate) fn prepare(&self, any_tls: bool) -> Result<Option<Certificates>, ConfigError> {
+        self.validate()?;
+        if self.is_set() && !any_tls {
+            return Err(ConfigError::TlsWithoutRediss);
+        }
+        if !any_tls {
+            return Ok(None);
+        }
+        install_crypto_provider();
+        Ok(self.is_set().then(|| Certificates {
+            client_tls: self
+                .client
+                .as_ref()
+                .map(|(cert, SecretPem(key))| ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.root_ca.clone(),
+        }))
+    }
+
+    /// Without the `tls` feature: refuses TLS settings and `rediss://` URLs.
+    #[cfg(not(feature = "tls"))]
+    pub(crate) fn prepare(&self, any_tls: bool) -> Result<Option<Certificates>, ConfigError> {
+        let needed_for = if any_tls {
+            "a rediss:// URL"
+        } else if self.is_set() {
+            "a TLS setting (tls_root_ca, tls_client_cert)"
+        } else {
+            return Ok(None);
+        };
+        Err(ConfigError::FeatureDisabled {
+            feature: "tls",
+            needed_for,
+        })
+    }
+
     /// Checks that the PEM data can be used, without ever echoing it.
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    #[cfg(feature = "tls")]
+    fn validate(&self) -> Result<(), ConfigError> {
         if let Some(pem) = &self.root_ca {
             certificates("root CA", pem)?;
         }
@@ -65,28 +161,10 @@ impl TlsSettings {
         }
         Ok(())
     }
-
-    /// The `redis` crate's form, for `rediss://` connections; `None` when nothing was set
-    /// (the system's trusted roots are used and no client certificate is presented).
-    pub(crate) fn certificates(&self) -> Option<TlsCertificates> {
-        if !self.is_set() {
-            return None;
-        }
-        install_crypto_provider();
-        Some(TlsCertificates {
-            client_tls: self
-                .client
-                .as_ref()
-                .map(|(cert, SecretPem(key))| ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.clone(),
-                }),
-            root_cert: self.root_ca.clone(),
-        })
-    }
 }
 
 /// Parses every certificate in `pem`; at least one is required.
+#[cfg(feature = "tls")]
 fn certificates(what: &'static str, pem: &[u8]) -> Result<(), ConfigError> {
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
@@ -106,6 +184,7 @@ fn certificates(what: &'static str, pem: &[u8]) -> Result<(), ConfigError> {
 }
 
 /// A description of a PEM error that cannot contain the data itself.
+#[cfg(feature = "tls")]
 fn pem_error_kind(e: &rustls::pki_types::pem::Error) -> &'static str {
     use rustls::pki_types::pem::Error as Pem;
     match e {
@@ -118,8 +197,9 @@ fn pem_error_kind(e: &rustls::pki_types::pem::Error) -> &'static str {
 }
 
 /// rustls needs a process-wide cryptography provider; install *ring* unless the application
-/// already installed one (then that one is used).
-pub(crate) fn install_crypto_provider() {
+/// already installed one (then that one is used, and left in place).
+#[cfg(feature = "tls")]
+fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Fails only if another thread installed one meanwhile: fine either way.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -130,13 +210,19 @@ pub(crate) fn install_crypto_provider() {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "tls")]
     #[test]
     fn bad_pem_is_rejected_without_echoing_it() {
         let mut tls = TlsSettings::default();
         assert!(!tls.is_set());
-        assert!(tls.certificates().is_none());
+        assert!(matches!(tls.prepare(false), Ok(None)));
+        assert!(matches!(tls.prepare(true), Ok(None)));
         tls.set_root_ca(b"not a certificate".to_vec());
-        let err = tls.validate().unwrap_err();
+        assert!(matches!(
+            tls.prepare(false),
+            Err(ConfigError::InvalidTls { .. })
+        ));
+        let err = tls.prepare(true).err().unwrap();
         assert!(matches!(
             err,
             ConfigError::InvalidTls {
@@ -148,8 +234,26 @@ mod tests {
 
         let mut tls = TlsSettings::default();
         tls.set_client_cert(Vec::new(), b"top secret key".to_vec());
-        assert!(tls.validate().is_err());
+        assert!(tls.prepare(true).is_err());
         let shown = format!("{tls:?}");
         assert!(!shown.contains("top secret"), "{shown}");
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_the_feature_tls_is_refused_by_name() {
+        let mut tls = TlsSettings::default();
+        assert!(matches!(tls.prepare(false), Ok(None)));
+        let url = tls.prepare(true).err().unwrap();
+        assert_eq!(
+            url,
+            ConfigError::FeatureDisabled {
+                feature: "tls",
+                needed_for: "a rediss:// URL"
+            }
+        );
+        tls.set_root_ca(b"pem".to_vec());
+        let setting = tls.prepare(false).err().unwrap();
+        assert!(setting.to_string().contains("`tls`"), "{setting}");
     }
 }

@@ -1,7 +1,8 @@
 //! Redis URLs: parsing, where they point (to spot a server listed twice), and redaction.
 
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, TlsCertificates};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
+use super::tls::{self, Certificates};
 use crate::error::ConfigError;
 
 /// A parsed Redis URL.
@@ -39,21 +40,12 @@ impl Address {
         })
     }
 
-    pub(crate) fn is_tls(&self) -> bool {
-        matches!(self.info.addr(), ConnectionAddr::TcpTls { .. })
-    }
-
     /// A `redis` client for this address, with the TLS settings when it is `rediss://`.
     pub(crate) fn client(
         &self,
-        certificates: Option<&TlsCertificates>,
+        certificates: Option<&Certificates>,
     ) -> redis::RedisResult<redis::Client> {
-        match certificates {
-            Some(certs) if self.is_tls() => {
-                redis::Client::build_with_tls(self.info.clone(), certs.clone())
-            }
-            _ => redis::Client::open(self.info.clone()),
-        }
+        tls::client(self.info.clone(), certificates)
     }
 
     /// Whether `other` is the same server and database, given where each points (see
@@ -85,9 +77,10 @@ impl Address {
     }
 }
 
-/// Whether `url` asks for TLS.
+/// Whether `url` asks for TLS (the schemes the `redis` crate reads as TLS).
 pub(crate) fn is_tls_url(url: &str) -> bool {
-    url.trim_start().starts_with("rediss://")
+    let url = url.trim_start();
+    url.starts_with("rediss://") || url.starts_with("valkeys://")
 }
 
 /// The error for an unparsable `url`, shown without its password.
@@ -149,8 +142,7 @@ mod tests {
         let d = Address::parse("redis://127.0.0.1:6379").unwrap();
         let resolved = ["localhost:6379".to_owned(), "127.0.0.1:6379".to_owned()];
         assert!(a.same_server(&resolved, &d, &["127.0.0.1:6379".to_owned()]));
-        assert!(!Address::parse("redis://h").unwrap().is_tls());
-        assert!(Address::parse("rediss://h").unwrap().is_tls());
+        assert!(is_tls_url(" rediss://h") && is_tls_url("valkeys://h") && !is_tls_url("redis://h"));
         let err = Address::parse("redis://:pw-secret@[::1").err().unwrap();
         assert!(!err.to_string().contains("pw-secret"), "{err}");
     }

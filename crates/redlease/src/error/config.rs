@@ -110,6 +110,15 @@ pub enum ConfigError {
     /// (an async task, or a thread that entered a runtime), where blocking would stall the
     /// runtime's other tasks. Use the async [`Client`](crate::Client) there.
     InsideAsyncRuntime,
+    /// A setting needs a cargo feature of redlease that this build was compiled without (a
+    /// `rediss://` URL without `tls`, [`ClientBuilder::cluster`](crate::ClientBuilder::cluster)
+    /// without `cluster`, ...): enable the feature in `Cargo.toml`.
+    FeatureDisabled {
+        /// The cargo feature: `"tls"`, `"cluster"`, `"sentinel"` or `"metrics"`.
+        feature: &'static str,
+        /// What needs it, for example `"a rediss:// URL"`.
+        needed_for: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -172,6 +181,14 @@ impl fmt::Display for ConfigError {
             Self::InsideAsyncRuntime => f.write_str(
                 "the blocking API was called from inside a Tokio runtime, where it would stall \
                  the runtime; use the async redlease::Client there",
+            ),
+            Self::FeatureDisabled {
+                feature,
+                needed_for,
+            } => write!(
+                f,
+                "{needed_for} needs redlease's cargo feature `{feature}`, which this build does \
+                 not have: add it to redlease's features in Cargo.toml"
             ),
         }
     }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::lease::Lease;
 use crate::outcome::{Lost, ReleaseOutcome};
 use crate::quorum::Extended;
+use crate::telemetry;
 use crate::token::Token;
 
 /// A held lease. Created by [`Client::acquire`](crate::Client::acquire) or
@@ -231,6 +233,11 @@ impl Guard {
     /// # Ok(()) }
     /// ```
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
+        let span = telemetry::extend_span(self.lease.name(), self.fence);
+        self.extend_lease(ttl).instrument(span).await
+    }
+
+    async fn extend_lease(&mut self, ttl: Duration) -> Result<(), Error> {
         let timing = self.engine.drift().lease(ttl)?;
         let sent = Instant::now();
         if let Some(reason) = self.lease.lost_reason() {
@@ -302,7 +309,8 @@ impl Guard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
-        let outcome = self.engine.release(&self.lease).await;
+        let span = telemetry::release_span(self.lease.name(), self.fence);
+        let outcome = self.engine.release(&self.lease).instrument(span).await;
         self.settled = true;
         outcome
     }
@@ -311,6 +319,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if !self.settled {
+            self.engine.meter().released(self.lease.name(), None);
             self.engine.release_in_background(self.lease.clone());
         }
     }

@@ -91,6 +91,7 @@ pub(crate) async fn acquire(
         checked.label,
         &scripts::HOLD,
         hand_off(engine),
+        engine.meter(),
     ));
     let claim = Arc::new(LockClaim { fair: checked.fair });
     let ask = Ask {

@@ -166,7 +166,8 @@ impl Call {
     }
 
     /// The same call as `EVAL` with the script's source, for a server that does not have the
-    /// script cached (and caches it on the way).
+    /// script cached (and caches it on the way). Only a Cluster needs it.
+    #[cfg(any(feature = "cluster", test))]
     pub(crate) fn as_eval(&self) -> Cmd {
         let mut eval = redis::cmd("EVAL");
         eval.arg(self.script.source());

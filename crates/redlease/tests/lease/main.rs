@@ -10,9 +10,11 @@ mod acl;
 mod admin;
 mod bad_input;
 mod cancellation;
+#[cfg(feature = "cluster")]
 mod cluster;
 mod contention;
 mod eviction;
+mod features;
 mod fencing;
 mod handoff;
 mod lifecycle;
@@ -21,7 +23,9 @@ mod mixed_versions;
 mod redlock;
 mod renewal;
 mod send_sync;
+#[cfg(feature = "sentinel")]
 mod sentinel;
+#[cfg(feature = "tls")]
 mod tls;
 mod waiting;
 mod wrong_type;

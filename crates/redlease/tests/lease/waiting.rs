@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use redis::AsyncCommands;
 use redlease::{Client, ConfigError, Error, LockOptions, Retry};
-use redlease_testkit::start_nodes;
+use redlease_testkit::{RedisServer, start_nodes};
 
 use crate::{SECOND, ms, raw, setup, waiting};
 
@@ -241,4 +241,64 @@ async fn fair_mode_needs_one_node() {
         matches!(err, Error::InvalidConfig(ConfigError::FairNeedsOneNode)),
         "{err:?}"
     );
+}
+
+/// A client on a caller-supplied `ConnectionManager` for `server`, with or without a `redis`
+/// client to open its pub/sub connection on.
+async fn caller_connection_client(server: &RedisServer, pubsub: bool) -> Client {
+    let server = redis::Client::open(server.url()).unwrap();
+    let manager = redis::aio::ConnectionManager::new(server.clone())
+        .await
+        .unwrap();
+    let builder = if pubsub {
+        Client::builder().connection_with_pubsub(manager, server)
+    } else {
+        Client::builder().connection(manager)
+    };
+    builder.build().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_caller_connection_with_a_pubsub_client_is_woken_by_the_release() {
+    let (server, holder_client) = setup().await;
+    let client = caller_connection_client(&server, true).await;
+    let holder = holder_client.try_acquire("own", 30 * SECOND).await.unwrap();
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move { client.acquire("own", &patient()).await })
+    };
+    // Listed among the waiters: only a waiter whose client subscribed is.
+    let deadline = Instant::now() + 5 * SECOND;
+    while waiting(&server, "redlease:{own}:waiters").await == 0 {
+        assert!(Instant::now() < deadline, "the waiter never listed itself");
+        tokio::time::sleep(ms(10)).await;
+    }
+    let holder_fence = holder.fence();
+    let guard = release_and_wake(holder, waiter).await;
+    assert!(guard.fence() > holder_fence);
+}
+
+#[tokio::test]
+async fn a_caller_connection_alone_polls() {
+    let (server, holder_client) = setup().await;
+    let client = caller_connection_client(&server, false).await;
+    let holder = holder_client
+        .try_acquire("polls", 30 * SECOND)
+        .await
+        .unwrap();
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move { client.acquire("polls", &patient()).await })
+    };
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(
+        waiting(&server, "redlease:{polls}:waiters").await,
+        0,
+        "without a pub/sub connection the waiter cannot be woken, so it is not listed"
+    );
+    holder.release().await.unwrap();
+    // Its next poll is 60 s away: nothing wakes it before.
+    tokio::time::sleep(SECOND).await;
+    assert!(!waiter.is_finished(), "a polling waiter was woken");
+    waiter.abort();
 }
