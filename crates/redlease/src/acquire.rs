@@ -25,7 +25,7 @@ use crate::outcome::Lost;
 use crate::quorum::{Refused, Round, Vote};
 use crate::retry::Retry;
 use crate::script::{Call, Code, Reply};
-use crate::subscribe::Watch;
+use crate::subscribe::{Handed, Watch};
 use crate::timing::LeaseTiming;
 
 /// What earlier attempts of one acquire may have left on a server.
@@ -80,6 +80,10 @@ pub(crate) trait Claim: Send + Sync + 'static {
     /// How often a listed waiter asking for `timing` retries at least, keeping the waiters
     /// list alive.
     fn refresh_every(&self, timing: &LeaseTiming) -> Duration;
+
+    /// A hold a release handed to this waiter is taken as it is: what came with it (a
+    /// semaphore permit's slot) is the claim's to keep.
+    fn take_handed(&self, _handed: Handed) {}
 }
 
 /// What a caller asked for, validated.
@@ -190,8 +194,8 @@ struct Acquisition<'a, C> {
     listed_since: Option<Instant>,
     wakeups: Option<Watch>,
     may_subscribe: bool,
-    /// A release handed this waiter the lock, with this fence.
-    handed: Option<u64>,
+    /// A release handed this waiter the hold.
+    handed: Option<Handed>,
 }
 
 impl<'a, C: Claim> Acquisition<'a, C> {
@@ -243,10 +247,11 @@ impl<'a, C: Claim> Acquisition<'a, C> {
 
     /// One round over the backends (or a hand-off taken as it is); the fence when granted.
     async fn attempt(&mut self) -> Result<u64, Refused> {
-        if let Some(fence) = self.handed.take()
+        if let Some(handed) = self.handed.take()
             && self.take_hand_off()
         {
-            return Ok(fence);
+            self.claim.take_handed(handed);
+            return Ok(handed.fence);
         }
         let sent = Instant::now();
         tracing::trace!(target: "redlease::handoff", name = self.lease.name(), "attempt sent");

@@ -122,7 +122,9 @@ mod outcome;
 mod quorum;
 mod renew;
 mod retry;
+mod rwlock;
 mod script;
+mod semaphore;
 mod subscribe;
 mod timing;
 mod token;
@@ -137,6 +139,8 @@ pub use lock::{Guard, Holder, LockInfo};
 pub use options::{LockOptions, MAX_LABEL_LEN};
 pub use outcome::{Lost, ReleaseOutcome};
 pub use retry::Retry;
+pub use rwlock::{ReadGuard, RwLock};
+pub use semaphore::{MAX_PERMITS, Permit, Semaphore};
 pub use timing::{DEFAULT_DRIFT_FACTOR, DRIFT_FLOOR, MAX_TTL};
 pub use token::Token;
 

@@ -1,7 +1,8 @@
 -- Fair (FIFO) acquire: as acquire.lua, but a free lock goes to the oldest listed waiter only;
 -- anyone else lists itself behind. A free lock with waiters (its last lease expired instead of
 -- being released, or a waiter it was handed to never came) is handed to the oldest now.
--- KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] waiters
+-- KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] waiters, KEYS[4] readers' shares, KEYS[5]
+-- their labels
 -- ARGV[1]..ARGV[7] as acquire.lua (ARGV[4] is this waiter's entry), ARGV[8] how long a lock
 -- handed to a waiter is kept for it (ms), ARGV[9] '1' to skip waiters nobody hears
 -- Returns as acquire.lua: DONE, fence | HELD, pttl (-2: free, but it is another waiter's turn)
@@ -23,7 +24,7 @@ if not value then
   if oldest and oldest ~= ARGV[4] then
     -- Another waiter's turn: hand it the lock. If every earlier waiter is gone, the turn may
     -- be ours after all.
-    handed = hand_off(KEYS[1], KEYS[2], KEYS[3], ARGV[8], ARGV[9])
+    handed = hand_off(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[8], ARGV[9])
     oldest = redis.call('LINDEX', KEYS[3], 0)
   end
   if not handed and (not oldest or oldest == ARGV[4]) then

@@ -308,3 +308,24 @@ impl Drop for Guard {
         }
     }
 }
+
+/// Makes a primitive's guard, a struct with a `guard: Guard` field, usable as that [`Guard`]
+/// (deadline, loss signal, extend): every hold is a lease, whatever the primitive.
+macro_rules! derefs_to_guard {
+    ($holder:ty) => {
+        impl std::ops::Deref for $holder {
+            type Target = $crate::lock::Guard;
+
+            fn deref(&self) -> &$crate::lock::Guard {
+                &self.guard
+            }
+        }
+
+        impl std::ops::DerefMut for $holder {
+            fn deref_mut(&mut self) -> &mut $crate::lock::Guard {
+                &mut self.guard
+            }
+        }
+    };
+}
+pub(crate) use derefs_to_guard;

@@ -11,15 +11,19 @@ use std::time::Duration;
 use crate::acquire::{self, Ask, Claim, Earlier};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::lease::{HandOff, Lease};
-use crate::options::LockOptions;
+use crate::lease::{HandOff, HoldScripts, Lease};
+use crate::options::{Checked, LockOptions};
 use crate::script::Call;
 use crate::timing::LeaseTiming;
 use crate::token::Token;
 pub use guard::Guard;
+pub(crate) use guard::derefs_to_guard;
 pub use inspect::{Holder, LockInfo};
 pub(crate) use inspect::{force_release, inspect, list};
 pub(crate) use scripts::ALL as SCRIPTS;
+pub(crate) use scripts::{
+    HAND_OFF, SHARED_LUA, flag, freeing, hand_off_args, millis, raise_fence, waiters_ttl,
+};
 
 /// The lock's claim: plain (whoever asks first while it is free gets it; wake-ups go to the
 /// oldest waiter), or fair (a free lock goes to the oldest waiter only).
@@ -39,7 +43,7 @@ impl Claim for LockClaim {
     }
 
     fn raise_fence(&self, lease: &Lease, fence: u64) -> Call {
-        scripts::raise_fence(lease.keys(), fence)
+        raise_fence(lease.keys(), fence)
     }
 
     fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
@@ -55,16 +59,46 @@ impl Claim for LockClaim {
     }
 
     fn refresh_every(&self, timing: &LeaseTiming) -> Duration {
-        scripts::waiters_ttl(timing) / 3
+        waiters_ttl(timing) / 3
     }
 }
 
-/// How this client's releases hand the lock to the next waiter.
-fn hand_off(engine: &Engine) -> HandOff {
+/// How this client's releases hand a hold to the next waiter (for every primitive: they share
+/// the waiting protocol).
+pub(crate) fn hand_off(engine: &Engine) -> HandOff {
     HandOff {
         claim_ms: u64::try_from(scripts::CLAIM_TTL.as_millis()).unwrap_or(u64::MAX),
         skip_unheard: engine.counts_receivers(),
     }
+}
+
+/// A new hold's lease on `name` (with the primitive's `scripts`) and what its acquire asks
+/// for, from `options` checked against the client: the start of every primitive's acquire
+/// (`hold`: how the primitive extends and releases).
+pub(crate) fn prepare(
+    engine: &Engine,
+    name: &str,
+    options: &LockOptions,
+    hold: &'static HoldScripts,
+) -> Result<(Arc<Lease>, Ask, Checked), Error> {
+    let keys = engine.keys(name)?;
+    let checked = options.check(engine.drift(), engine.quorum().len())?;
+    let lease = Arc::new(Lease::new(
+        name,
+        keys,
+        Token::generate()?,
+        checked.label.clone(),
+        hold,
+        hand_off(engine),
+    ));
+    let ask = Ask {
+        claim: engine.drift().lease(scripts::CLAIM_TTL)?,
+        timing: checked.timing,
+        retry: checked.retry.clone(),
+        auto_renew: checked.auto_renew,
+        max_hold: checked.max_hold,
+    };
+    Ok((lease, ask, checked))
 }
 
 /// Takes the lock `name` as `options` say.
@@ -73,24 +107,8 @@ pub(crate) async fn acquire(
     name: &str,
     options: &LockOptions,
 ) -> Result<Guard, Error> {
-    let keys = engine.keys(name)?;
-    let checked = options.check(engine.drift(), engine.quorum().len())?;
-    let lease = Arc::new(Lease::new(
-        name,
-        keys,
-        Token::generate()?,
-        checked.label,
-        &scripts::HOLD,
-        hand_off(engine),
-    ));
+    let (lease, ask, checked) = prepare(engine, name, options, &scripts::HOLD)?;
     let claim = Arc::new(LockClaim { fair: checked.fair });
-    let ask = Ask {
-        claim: engine.drift().lease(scripts::CLAIM_TTL)?,
-        timing: checked.timing,
-        retry: checked.retry,
-        auto_renew: checked.auto_renew,
-        max_hold: checked.max_hold,
-    };
     let granted = acquire::acquire(engine, claim, lease, &ask).await?;
     Ok(Guard::new(engine.clone(), granted.lease, granted.fence))
 }

@@ -8,19 +8,30 @@ use crate::lease::{HandOff, HoldScripts, Lease};
 use crate::script::{Call, Code, Reply, Script};
 use crate::timing::LeaseTiming;
 
-const HAND_OFF: &str = include_str!("hand_off.lua");
+/// `SHARED`, the value of a lock key that readers share (for every script that may see or set
+/// it).
+pub(crate) const SHARED_LUA: &str = include_str!("shared.lua");
+/// `hand_off`, which gives a freed lock to the next waiters (writer or readers); needs
+/// [`SHARED_LUA`] before it.
+pub(crate) const HAND_OFF: &str = include_str!("hand_off.lua");
+
+/// The value of a lock key that readers share, as `shared.lua` defines it.
+pub(crate) const SHARED: &str = "--------------------------------shared by readers";
 
 static ACQUIRE: Script = Script::new(&[include_str!("acquire.lua")]);
-static ACQUIRE_FAIR: Script = Script::new(&[HAND_OFF, include_str!("acquire_fair.lua")]);
+static ACQUIRE_FAIR: Script =
+    Script::new(&[SHARED_LUA, HAND_OFF, include_str!("acquire_fair.lua")]);
 static EXTEND: Script = Script::new(&[include_str!("extend.lua")]);
 static CONFIRM: Script = Script::new(&[include_str!("confirm.lua")]);
-static RELEASE: Script = Script::new(&[HAND_OFF, include_str!("release.lua")]);
+static RELEASE: Script = Script::new(&[SHARED_LUA, HAND_OFF, include_str!("release.lua")]);
 static RAISE_FENCE: Script = Script::new(&[include_str!("raise_fence.lua")]);
-static LEAVE: Script = Script::new(&[HAND_OFF, include_str!("leave.lua")]);
-static FORCE_RELEASE: Script = Script::new(&[HAND_OFF, include_str!("force_release.lua")]);
+static LEAVE: Script = Script::new(&[SHARED_LUA, HAND_OFF, include_str!("leave.lua")]);
+static FORCE_RELEASE: Script =
+    Script::new(&[SHARED_LUA, HAND_OFF, include_str!("force_release.lua")]);
+static INSPECT: Script = Script::new(&[SHARED_LUA, include_str!("inspect.lua")]);
 
 /// Every script of the lock, loaded when a client connects.
-pub(crate) static ALL: [&Script; 8] = [
+pub(crate) static ALL: [&Script; 9] = [
     &ACQUIRE,
     &ACQUIRE_FAIR,
     &EXTEND,
@@ -29,6 +40,7 @@ pub(crate) static ALL: [&Script; 8] = [
     &RAISE_FENCE,
     &LEAVE,
     &FORCE_RELEASE,
+    &INSPECT,
 ];
 
 /// How a lock's lease is extended and released.
@@ -48,11 +60,11 @@ pub(crate) fn waiters_ttl(timing: &LeaseTiming) -> Duration {
 /// own TTL: the most a waiter whose process hangs can hold the lock up.
 pub(crate) const CLAIM_TTL: Duration = Duration::from_millis(500);
 
-fn millis(duration: Duration) -> u64 {
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn flag(on: bool) -> &'static str {
+pub(crate) fn flag(on: bool) -> &'static str {
     if on { "1" } else { "0" }
 }
 
@@ -67,13 +79,17 @@ pub(crate) fn acquire(
     fair: bool,
 ) -> Call {
     let keys = lease.keys();
-    let script = if fair { &ACQUIRE_FAIR } else { &ACQUIRE };
-    let call = script
-        .call(&[
+    let call = if fair {
+        freeing(&ACQUIRE_FAIR, keys)
+    } else {
+        // No hand-off here, so no readers' keys: the uncontended path stays as it was.
+        ACQUIRE.call(&[
             keys.lock(),
             keys.key(Suffix::Fence),
             keys.key(Suffix::Waiters),
         ])
+    };
+    let call = call
         .arg(lease.token().as_str())
         .arg(timing.millis)
         .arg(lease.label())
@@ -131,18 +147,33 @@ pub(crate) fn force_release(keys: &Keys, hand_off: HandOff) -> Call {
     hand_off_args(freeing(&FORCE_RELEASE, keys), hand_off)
 }
 
-/// A call of a script that may free the lock and hand it on: its keys.
-fn freeing(script: &'static Script, keys: &Keys) -> Call {
+/// A call of a script that may free the lock and hand it on (to a writer, or to readers): its
+/// keys, the ones `hand_off.lua` takes.
+pub(crate) fn freeing(script: &'static Script, keys: &Keys) -> Call {
     script.call(&[
         keys.lock(),
         keys.key(Suffix::Fence),
         keys.key(Suffix::Waiters),
+        keys.key(Suffix::Readers),
+        keys.key(Suffix::ReaderLabels),
     ])
 }
 
 /// The arguments of `hand_off.lua`: the claim's TTL, and whether an unheard waiter is skipped.
-fn hand_off_args(call: Call, hand_off: HandOff) -> Call {
+pub(crate) fn hand_off_args(call: Call, hand_off: HandOff) -> Call {
     call.arg(hand_off.claim_ms).arg(flag(hand_off.skip_unheard))
+}
+
+/// Reads what a name holds, whatever the primitive (see `inspect.lua`).
+pub(crate) fn inspect(keys: &Keys) -> Call {
+    INSPECT.call(&[
+        keys.lock(),
+        keys.key(Suffix::Fence),
+        keys.key(Suffix::Waiters),
+        keys.key(Suffix::Readers),
+        keys.key(Suffix::ReaderLabels),
+        keys.key(Suffix::Permits),
+    ])
 }
 
 /// What [`force_release`] deleted: the value (token and label), or `None` if nobody held it.
@@ -152,5 +183,17 @@ pub(crate) fn deleted(reply: &Reply) -> Result<Option<String>, ()> {
         Code::Done => reply.text().map(Some).ok_or(()),
         Code::Gone => Ok(None),
         Code::Held => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shared_value_is_the_one_the_scripts_write() {
+        assert!(super::SHARED_LUA.contains(&format!("'{}'", super::SHARED)));
+        assert!(
+            super::SHARED.len() > 32
+                && !super::SHARED[..32].contains(|c: char| c.is_ascii_hexdigit())
+        );
     }
 }
