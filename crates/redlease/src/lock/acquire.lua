@@ -34,11 +34,12 @@ if ARGV[6] == '1' or ARGV[7] == '1' then
     return {DONE, tonumber(redis.call('GET', KEYS[2])) or 0, nonce}
   end
 end
-local pttl = redis.call('PTTL', KEYS[1])
--- A lock key never lasts forever: one without expiry may hold another type.
-if pttl == -1 and redis.call('TYPE', KEYS[1]).ok ~= 'string' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+-- Another primitive's keys (a semaphore's), or foreign data, are not a holder to wait for.
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'string' then
+  return {WRONG_TYPE, {1, kind}, nonce}
 end
+local pttl = redis.call('PTTL', KEYS[1])
 if ARGV[4] ~= '' then
   if ARGV[6] ~= '1' or not redis.call('LPOS', KEYS[3], ARGV[4]) then
     redis.call('RPUSH', KEYS[3], ARGV[4])

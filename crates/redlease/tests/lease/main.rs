@@ -18,6 +18,8 @@ mod lifecycle;
 mod lost_reply;
 mod redlock;
 mod renewal;
+mod rwlock;
+mod semaphore;
 mod send_sync;
 mod sentinel;
 mod tls;
