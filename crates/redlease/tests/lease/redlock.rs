@@ -327,23 +327,23 @@ async fn readers_and_writers_over_three_nodes_exclude_each_other() {
     let servers = start_nodes(3).unwrap();
     let client = client_over(&servers).await;
     let readers_in = Arc::new(AtomicU64::new(0));
-    let writing = Arc::new(AtomicBool::new(false));
+    let write_held = Arc::new(AtomicBool::new(false));
     let last_write = Arc::new(AtomicU64::new(0));
-    let (reads, writes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (read_count, write_count) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let deadline = Instant::now() + 3 * SECOND;
     let tasks: Vec<_> = (0..6)
         .map(|task| {
             let rw = client.rwlock("rw");
-            let (readers_in, writing, last_write) =
-                (readers_in.clone(), writing.clone(), last_write.clone());
-            let (reads, writes) = (reads.clone(), writes.clone());
+            let (readers_in, write_held, last_write) =
+                (readers_in.clone(), write_held.clone(), last_write.clone());
+            let (read_count, write_count) = (read_count.clone(), write_count.clone());
             tokio::spawn(async move {
                 let options =
                     LockOptions::new(2 * SECOND).retry(Retry::fixed(ms(20)).timeout(20 * SECOND));
                 while Instant::now() < deadline {
                     if task % 3 == 0 {
                         let writer = rw.write(&options).await.unwrap();
-                        assert!(!writing.swap(true, Ordering::SeqCst), "two writers");
+                        assert!(!write_held.swap(true, Ordering::SeqCst), "two writers");
                         assert_eq!(
                             readers_in.load(Ordering::SeqCst),
                             0,
@@ -352,18 +352,18 @@ async fn readers_and_writers_over_three_nodes_exclude_each_other() {
                         let before = last_write.swap(writer.fence(), Ordering::SeqCst);
                         assert!(writer.fence() > before, "write fences increase");
                         tokio::time::sleep(ms(10)).await;
-                        writing.store(false, Ordering::SeqCst);
+                        write_held.store(false, Ordering::SeqCst);
                         writer.release().await.unwrap();
-                        writes.fetch_add(1, Ordering::Relaxed);
+                        write_count.fetch_add(1, Ordering::Relaxed);
                     } else {
                         let reader = rw.read(&options).await.unwrap();
                         readers_in.fetch_add(1, Ordering::SeqCst);
-                        assert!(!writing.load(Ordering::SeqCst), "a reader among writers");
+                        assert!(!write_held.load(Ordering::SeqCst), "a reader among writers");
                         assert!(reader.fence() >= last_write.load(Ordering::SeqCst));
                         tokio::time::sleep(ms(10)).await;
                         readers_in.fetch_sub(1, Ordering::SeqCst);
                         reader.release().await.unwrap();
-                        reads.fetch_add(1, Ordering::Relaxed);
+                        read_count.fetch_add(1, Ordering::Relaxed);
                     }
                     tokio::time::sleep(ms(5)).await;
                 }
@@ -374,8 +374,8 @@ async fn readers_and_writers_over_three_nodes_exclude_each_other() {
         task.await.unwrap();
     }
     let (reads, writes) = (
-        reads.load(Ordering::Relaxed),
-        writes.load(Ordering::Relaxed),
+        read_count.load(Ordering::Relaxed),
+        write_count.load(Ordering::Relaxed),
     );
     assert!(reads >= 10 && writes >= 5, "{reads} reads, {writes} writes");
 }

@@ -203,11 +203,8 @@ async fn a_killed_readers_share_ends_after_its_ttl_while_the_others_renew_only_t
     };
     tokio::time::sleep(ms(100)).await;
     renewing.release().await.unwrap();
-    tokio::time::timeout(2 * SECOND, writer)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let writer = tokio::time::timeout(2 * SECOND, writer).await.unwrap();
+    writer.unwrap().unwrap().release().await.unwrap();
 }
 
 #[tokio::test]

@@ -253,5 +253,6 @@ async fn semaphores_and_read_write_locks_work_on_the_primary_of_a_service() {
             .is_contended()
     );
     assert_eq!(reader.release().await.unwrap(), ReleaseOutcome::Released);
-    client.try_acquire("doc", SECOND).await.unwrap();
+    let writer = client.try_acquire("doc", SECOND).await.unwrap();
+    writer.release().await.unwrap();
 }
