@@ -64,9 +64,6 @@ pub(crate) trait Claim: Send + Sync + 'static {
         }
     }
 
-    /// Redlock fencing: raises one backend's fence counter to at least `fence`.
-    fn raise_fence(&self, lease: &Lease, fence: u64) -> Call;
-
     /// Confirms a hold a release handed to this waiter: the hold gets the waiter's own TTL
     /// (and value) if it is still the waiter's; read with [`Reply::ownership`].
     fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call;
@@ -76,10 +73,6 @@ pub(crate) trait Claim: Send + Sync + 'static {
 
     /// The mode byte of this claim's waiter entries.
     fn entry_mode(&self) -> char;
-
-    /// How often a listed waiter asking for `timing` retries at least, keeping the waiters
-    /// list alive.
-    fn refresh_every(&self, timing: &LeaseTiming) -> Duration;
 
     /// A hold a release handed to this waiter is taken as it is: what came with it (a
     /// semaphore permit's slot) is the claim's to keep.
@@ -95,6 +88,11 @@ pub(crate) struct Ask {
     pub(crate) retry: Retry,
     pub(crate) auto_renew: bool,
     pub(crate) max_hold: Option<Duration>,
+    /// How often a listed waiter retries at least, keeping the waiters list alive.
+    pub(crate) refresh_every: Duration,
+    /// Redlock fencing: the call that raises one backend's fence counter to at least a fence
+    /// (every primitive's counter is the name's one).
+    pub(crate) raise_fence: fn(&Lease, u64) -> Call,
 }
 
 /// A granted hold.
@@ -277,7 +275,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             }
         };
         let raise = |backend: Arc<Backend>, fence: u64, limit: Duration| {
-            let call = claim.raise_fence(lease, fence);
+            let call = (self.ask.raise_fence)(lease, fence);
             async move {
                 backend
                     .call(&call, "raising the fence counter", limit, Durability::Plain)
@@ -370,7 +368,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         // gone without a release). Otherwise the retry policy's delay is the longest wait.
         let handed_over = self.earlier.listed && self.wakeups.is_some();
         let pause = if handed_over {
-            self.claim.refresh_every(&self.ask.timing)
+            self.ask.refresh_every
         } else {
             backoff
         };

@@ -6,7 +6,6 @@ mod inspect;
 mod scripts;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::acquire::{self, Ask, Claim, Earlier};
 use crate::engine::Engine;
@@ -21,9 +20,7 @@ pub(crate) use guard::derefs_to_guard;
 pub use inspect::{Holder, LockInfo};
 pub(crate) use inspect::{force_release, inspect, list};
 pub(crate) use scripts::ALL as SCRIPTS;
-pub(crate) use scripts::{
-    HAND_OFF, SHARED_LUA, flag, freeing, hand_off_args, millis, raise_fence, waiters_ttl,
-};
+pub(crate) use scripts::{HAND_OFF, SHARED_LUA, flag, freeing, hand_off_args, millis, waiters_ttl};
 
 /// The lock's claim: plain (whoever asks first while it is free gets it; wake-ups go to the
 /// oldest waiter), or fair (a free lock goes to the oldest waiter only).
@@ -42,10 +39,6 @@ impl Claim for LockClaim {
         scripts::acquire(lease, timing, entry, earlier, self.fair)
     }
 
-    fn raise_fence(&self, lease: &Lease, fence: u64) -> Call {
-        raise_fence(lease.keys(), fence)
-    }
-
     fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
         scripts::confirm(lease, timing)
     }
@@ -56,10 +49,6 @@ impl Claim for LockClaim {
 
     fn entry_mode(&self) -> char {
         if self.fair { 'f' } else { 'n' }
-    }
-
-    fn refresh_every(&self, timing: &LeaseTiming) -> Duration {
-        waiters_ttl(timing) / 3
     }
 }
 
@@ -97,6 +86,10 @@ pub(crate) fn prepare(
         retry: checked.retry.clone(),
         auto_renew: checked.auto_renew,
         max_hold: checked.max_hold,
+        // Listed waiters retry three times per life of the waiters list, so that it outlives
+        // every live waiter.
+        refresh_every: waiters_ttl(&checked.timing) / 3,
+        raise_fence: |lease, fence| scripts::raise_fence(lease.keys(), fence),
     };
     Ok((lease, ask, checked))
 }

@@ -15,7 +15,7 @@ use crate::acquire::{self, Claim, Earlier};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::lease::Lease;
-use crate::lock::{self, Guard, raise_fence, waiters_ttl};
+use crate::lock::{self, Guard};
 use crate::options::LockOptions;
 use crate::retry::Retry;
 use crate::script::Call;
@@ -78,10 +78,6 @@ impl Claim for ReadClaim {
         scripts::acquire(lease, timing, entry, earlier)
     }
 
-    fn raise_fence(&self, lease: &Lease, fence: u64) -> Call {
-        raise_fence(lease.keys(), fence)
-    }
-
     fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
         scripts::confirm(lease, timing)
     }
@@ -92,10 +88,6 @@ impl Claim for ReadClaim {
 
     fn entry_mode(&self) -> char {
         'r'
-    }
-
-    fn refresh_every(&self, timing: &LeaseTiming) -> Duration {
-        waiters_ttl(timing) / 3
     }
 }
 

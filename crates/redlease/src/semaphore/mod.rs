@@ -14,7 +14,7 @@ use crate::backend::Durability;
 use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
 use crate::lease::Lease;
-use crate::lock::{self, raise_fence, waiters_ttl};
+use crate::lock;
 use crate::options::LockOptions;
 use crate::quorum::Vote;
 use crate::retry::Retry;
@@ -131,10 +131,6 @@ impl Claim for PermitClaim {
         }
     }
 
-    fn raise_fence(&self, lease: &Lease, fence: u64) -> Call {
-        raise_fence(lease.keys(), fence)
-    }
-
     fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
         scripts::confirm(lease, timing)
     }
@@ -145,10 +141,6 @@ impl Claim for PermitClaim {
 
     fn entry_mode(&self) -> char {
         's'
-    }
-
-    fn refresh_every(&self, timing: &LeaseTiming) -> Duration {
-        waiters_ttl(timing) / 3
     }
 
     fn take_handed(&self, handed: Handed) {

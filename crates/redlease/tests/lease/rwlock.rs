@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use redlease::{Client, LockOptions, Retry};
 
-use crate::{SECOND, ms, pttl, raw, setup, waiting};
+use crate::{SECOND, ms, pttl, raw, setup, until_waiting};
 
 fn waiting_options(ttl: Duration) -> LockOptions {
     LockOptions::new(ttl).retry(Retry::fixed(SECOND).timeout(60 * SECOND))
@@ -127,11 +127,7 @@ async fn a_release_hands_the_lock_to_every_waiting_reader_at_once() {
             tokio::spawn(async move { rw.read(&patient).await })
         })
         .collect();
-    let deadline = Instant::now() + 3 * SECOND;
-    while waiting(&server, "redlease:{batch}:waiters").await < 3 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(ms(5)).await;
-    }
+    until_waiting(&server, "redlease:{batch}:waiters", 3).await;
     assert_eq!(client.inspect("batch").await.unwrap().queued_readers, 3);
     let released = Instant::now();
     writer.release().await.unwrap();
@@ -257,23 +253,12 @@ async fn dropped_reads_leave_no_share_or_waiter_entry_behind() {
             tokio::spawn(async move { rw.read(&waiting_options(30 * SECOND)).await })
         })
         .collect();
-    let deadline = Instant::now() + 3 * SECOND;
-    while waiting(&server, "redlease:{dropped-reads}:waiters").await < 4 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(ms(5)).await;
-    }
+    until_waiting(&server, "redlease:{dropped-reads}:waiters", 4).await;
     for reader in readers {
         reader.abort();
         assert!(reader.await.unwrap_err().is_cancelled());
     }
-    let deadline = Instant::now() + 3 * SECOND;
-    while waiting(&server, "redlease:{dropped-reads}:waiters").await != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "aborted readers left their entries"
-        );
-        tokio::time::sleep(ms(5)).await;
-    }
+    until_waiting(&server, "redlease:{dropped-reads}:waiters", 0).await;
     writer.release().await.unwrap();
     tokio::time::sleep(ms(100)).await;
     assert!(!client.inspect("dropped-reads").await.unwrap().is_held());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use redlease::{Client, ConfigError, Error, LockOptions, Lost, Retry};
 use redlease_testkit::start_nodes;
 
-use crate::{SECOND, config_error, ms, raw, setup, waiting};
+use crate::{SECOND, config_error, ms, raw, setup, until_waiting, waiting};
 
 fn waiting_options(ttl: Duration) -> LockOptions {
     LockOptions::new(ttl).retry(Retry::fixed(SECOND).timeout(60 * SECOND))
@@ -294,26 +294,12 @@ async fn dropped_acquires_leave_no_permit_or_waiter_entry_behind() {
             tokio::spawn(async move { semaphore.acquire(&waiting_options(30 * SECOND)).await })
         })
         .collect();
-    let deadline = Instant::now() + 3 * SECOND;
-    while waiting(&server, "redlease:{dropped}:waiters").await < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "the waiters never listed themselves"
-        );
-        tokio::time::sleep(ms(5)).await;
-    }
+    until_waiting(&server, "redlease:{dropped}:waiters", 4).await;
     for waiter in waiters {
         waiter.abort();
         assert!(waiter.await.unwrap_err().is_cancelled());
     }
-    let deadline = Instant::now() + 3 * SECOND;
-    while waiting(&server, "redlease:{dropped}:waiters").await != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "aborted waiters left their entries"
-        );
-        tokio::time::sleep(ms(5)).await;
-    }
+    until_waiting(&server, "redlease:{dropped}:waiters", 0).await;
     holder.release().await.unwrap();
     tokio::time::sleep(ms(100)).await;
     let info = client.inspect("dropped").await.unwrap();
