@@ -10,6 +10,7 @@ mod basics;
 mod faults;
 mod guardian;
 mod operator;
+mod primitives;
 mod terminal;
 
 use std::process::{Command, Output, Stdio};
