@@ -214,6 +214,8 @@ fn serve(record: &Mutex<Record>, stream: TcpStream) {
             break;
         }
     }
+    // Gone (killed, or done): an open hold ends at its deadline; the worker is no holder now.
+    locked(record).open.remove(&worker);
 }
 
 /// The resource's verdict on a write of `worker`'s open hold: refused when a later grant of
@@ -504,7 +506,7 @@ pub(crate) fn run(run: &Primitives) -> Result<Findings, String> {
                 signal(pid, Signal::SIGCONT)?;
                 faults.push(format!("holder-pause {worker:?}"));
             }
-            (1, Some(worker), _) => {
+            (1, Some(worker), Some(_)) => {
                 workers.kill(worker)?;
                 faults.push(format!("holder-kill {worker:?}"));
             }

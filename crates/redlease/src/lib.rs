@@ -67,7 +67,17 @@
 //!
 //! A lock named `N` uses the key `{prefix}{N}` for the owner's token (with the TTL) and
 //! `{prefix}{N}:fence` for the fencing counter (never expires). The name is a Cluster hash tag,
-//! so both keys live in one slot. The prefix defaults to [`DEFAULT_PREFIX`].
+//! so both keys live in one slot. The prefix defaults to [`DEFAULT_PREFIX`]. A
+//! [`Semaphore`]'s permits and an [`RwLock`]'s readers use `{prefix}{N}` too (the readers as
+//! the lock key itself, so that a writer — any lock client — sees it taken), with companion
+//! keys that expire with the last hold; only the fence counter persists.
+//!
+//! # Semaphores and read-write locks
+//!
+//! [`Client::semaphore`] allows at most N holders of a name at once: each [`Permit`] is a lease
+//! of its own, with a slot and a fence. [`Client::rwlock`] shares a name among readers
+//! ([`ReadGuard`]) and gives it to one writer at a time — the lock itself, so
+//! [`Client::acquire`] and a reader exclude each other; writers are preferred.
 //!
 //! # Defaults
 //!

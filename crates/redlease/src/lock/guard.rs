@@ -73,6 +73,9 @@ impl Guard {
     /// The fencing token: strictly greater than the fence of every earlier lease on this name
     /// (as long as Redis keeps the counter: see DESIGN.md). Send it with every write to the
     /// protected resource and have the resource reject anything not above the largest it saw.
+    /// A semaphore permit's fence increases the same way; guard a resource per
+    /// [slot](crate::Permit::slot). A reader's ([`ReadGuard`](crate::ReadGuard)) is the latest
+    /// write grant's: it tells which write the reader follows.
     pub fn fence(&self) -> u64 {
         self.fence
     }

@@ -333,7 +333,11 @@ fn summarize(name: &str, views: &[NodeView], quorum: usize) -> LockInfo {
             .map(|view| clients_of(&view.waiters))
             .max()
             .unwrap_or(0),
-        held_on: holding.len(),
+        held_on: if current.is_some() {
+            holding.len()
+        } else {
+            views.iter().filter(|view| !view.permits.is_empty()).count()
+        },
         nodes: views.len(),
     }
 }
