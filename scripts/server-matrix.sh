@@ -29,7 +29,8 @@ servers=(
 #   ("ERR Error running script … -READONLY …"), which the Sentinel connection does not take for
 #   READONLY, so after a failover it keeps writing to the old primary (a known issue).
 subset="acl:: admin:: bad_input:: cancellation:: contention:: eviction:: fencing:: lifecycle::
-  lost_reply:: redlock:: renewal:: waiting:: wrong_type:: outside_runtime:: basics:: guardian::"
+  lost_reply:: redlock:: renewal:: rwlock:: semaphore:: waiting:: wrong_type:: outside_runtime::
+  basics:: guardian:: primitives::"
 subset_for() {
   case "$1" in
     redis-6.2.*) echo "$subset" ;;
