@@ -3,14 +3,14 @@
 //! `list` show, and the guardian covering both.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use redlease_testkit::RedisServer;
 
-use crate::{descendants, eventually, output, redlease, running, stderr, stdout};
+use crate::{descendants, eventually, output, redlease, running, runs_at_once, stderr, stdout};
 
 /// Whether any key of `name` that holders write exists (the lock key: a writer's, the readers'
 /// or a semaphore's permits).
@@ -62,27 +62,12 @@ fn eight_processes_with_limit_three_never_run_more_than_three_at_once() {
         slots = slots.display(),
         log = log.display()
     );
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (url, script) = (server.url(), script.clone());
-            std::thread::spawn(move || {
-                for _ in 0..4 {
-                    let status = Command::new(env!("CARGO_BIN_EXE_redlease"))
-                        .args([
-                            "--redis", &url, "run", "--limit", "3", "--wait", "60s", "slots", "-c",
-                            &script,
-                        ])
-                        .stdin(Stdio::null())
-                        .status()
-                        .unwrap();
-                    assert!(status.success(), "{status:?}");
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.join().unwrap();
-    }
+    runs_at_once(
+        &server,
+        8,
+        4,
+        &["--limit", "3", "--wait", "60s", "slots", "-c", &script],
+    );
     let counts: Vec<usize> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()

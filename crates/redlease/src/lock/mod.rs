@@ -20,7 +20,9 @@ pub(crate) use guard::derefs_to_guard;
 pub use inspect::{Holder, LockInfo};
 pub(crate) use inspect::{force_release, inspect, list};
 pub(crate) use scripts::ALL as SCRIPTS;
-pub(crate) use scripts::{HAND_OFF, SHARED_LUA, flag, freeing, hand_off_args, millis, waiters_ttl};
+pub(crate) use scripts::{
+    HAND_OFF, SHARED_LUA, attempt_args, flag, freeing, giving_back, hand_off_args, waiters_ttl,
+};
 
 /// The lock's claim: plain (whoever asks first while it is free gets it; wake-ups go to the
 /// oldest waiter), or fair (a free lock goes to the oldest waiter only).

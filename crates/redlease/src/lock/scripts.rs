@@ -89,19 +89,36 @@ pub(crate) fn acquire(
             keys.key(Suffix::Waiters),
         ])
     };
-    let call = call
-        .arg(lease.token().as_str())
-        .arg(timing.millis)
-        .arg(lease.label())
-        .arg(entry.unwrap_or_default())
-        .arg(millis(waiters_ttl(timing)))
-        .arg(flag(earlier.listed))
-        .arg(flag(earlier.unknown));
+    let call = attempt_args(call, lease, timing, entry, earlier).arg(flag(earlier.unknown));
     if fair {
         hand_off_args(call, lease.hand_off())
     } else {
         call
     }
+}
+
+/// The arguments every primitive's attempt starts with (`ARGV[1]`..`ARGV[6]` of each acquire
+/// script): token, TTL, label, the waiter entry to list, the waiters list's life, and whether
+/// the entry may be listed already.
+pub(crate) fn attempt_args(
+    call: Call,
+    lease: &Lease,
+    timing: &LeaseTiming,
+    entry: Option<&str>,
+    earlier: Earlier,
+) -> Call {
+    call.arg(lease.token().as_str())
+        .arg(timing.millis)
+        .arg(lease.label())
+        .arg(entry.unwrap_or_default())
+        .arg(millis(waiters_ttl(timing)))
+        .arg(flag(earlier.listed))
+}
+
+/// A call that gives a hold back (or leaves the waiters) for `who` — the lease's token, or its
+/// waiter entry — with `hand_off.lua`'s arguments, so that the next waiter gets it.
+pub(crate) fn giving_back(call: Call, lease: &Lease, who: &str) -> Call {
+    hand_off_args(call.arg(who), lease.hand_off())
 }
 
 /// Confirms a lock a release handed to this waiter: its value and TTL; read with

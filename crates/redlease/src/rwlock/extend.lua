@@ -4,15 +4,9 @@
 -- KEYS[1] lock key, KEYS[2] readers' shares, KEYS[3] readers' labels
 -- ARGV[1] token, ARGV[2] TTL in ms, ARGV[3] (to confirm) label
 -- Returns DONE extended | GONE the share ended | HELD a writer holds the lock | WRONG_TYPE
-local value = redis.pcall('GET', KEYS[1])
-if type(value) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
-end
-if value ~= SHARED then
-  if value then
-    return {HELD, redis.call('PTTL', KEYS[1]), nonce}
-  end
-  return {GONE, 0, nonce}
+local refused = not_shared(KEYS[1])
+if refused then
+  return refused
 end
 local now = server_ms()
 local ends = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]))

@@ -10,16 +10,13 @@ local token = string.sub(ARGV[1], 1, 32)
 if #ARGV[1] > 32 then
   redis.call('LREM', KEYS[3], 0, ARGV[1])
 end
-local value = redis.pcall('GET', KEYS[1])
-if type(value) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
-end
-if value ~= SHARED then
-  if value then
-    return {HELD, redis.call('PTTL', KEYS[1]), nonce}
+local refused = not_shared(KEYS[1])
+if refused then
+  if refused[1] == GONE then
+    -- Free: the next waiters' now.
+    hand_off(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3])
   end
-  hand_off(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3])
-  return {GONE, 0, nonce}
+  return refused
 end
 local now = server_ms()
 local ends = tonumber(redis.call('ZSCORE', KEYS[4], token))

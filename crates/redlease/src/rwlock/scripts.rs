@@ -4,13 +4,21 @@
 use crate::acquire::Earlier;
 use crate::keys::Suffix;
 use crate::lease::{HoldScripts, Lease};
-use crate::lock::{HAND_OFF, SHARED_LUA, flag, freeing, hand_off_args, millis, waiters_ttl};
+use crate::lock::{HAND_OFF, SHARED_LUA, attempt_args, freeing, giving_back, hand_off_args};
 use crate::script::{Call, HOLDERS, Script};
 use crate::timing::LeaseTiming;
 
 static ACQUIRE: Script = Script::new(&[SHARED_LUA, HOLDERS, HAND_OFF, include_str!("acquire.lua")]);
-static EXTEND: Script = Script::new(&[SHARED_LUA, HOLDERS, include_str!("extend.lua")]);
-static RELEASE: Script = Script::new(&[SHARED_LUA, HOLDERS, HAND_OFF, include_str!("release.lua")]);
+const SHARE: &str = include_str!("share.lua");
+
+static EXTEND: Script = Script::new(&[SHARED_LUA, HOLDERS, SHARE, include_str!("extend.lua")]);
+static RELEASE: Script = Script::new(&[
+    SHARED_LUA,
+    HOLDERS,
+    HAND_OFF,
+    SHARE,
+    include_str!("release.lua"),
+]);
 
 /// Every reader script, loaded when a client connects.
 pub(crate) static ALL: [&Script; 3] = [&ACQUIRE, &EXTEND, &RELEASE];
@@ -27,13 +35,13 @@ pub(crate) fn acquire(
     entry: Option<&str>,
     earlier: Earlier,
 ) -> Call {
-    let call = freeing(&ACQUIRE, lease.keys())
-        .arg(lease.token().as_str())
-        .arg(timing.millis)
-        .arg(lease.label())
-        .arg(entry.unwrap_or_default())
-        .arg(millis(waiters_ttl(timing)))
-        .arg(flag(earlier.listed));
+    let call = attempt_args(
+        freeing(&ACQUIRE, lease.keys()),
+        lease,
+        timing,
+        entry,
+        earlier,
+    );
     hand_off_args(call, lease.hand_off())
 }
 
@@ -59,13 +67,14 @@ pub(crate) fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
 /// Gives this reader's share back, handing the lock on after the last; read with
 /// [`Reply::ownership`](crate::script::Reply::ownership).
 fn release(lease: &Lease) -> Call {
-    hand_off_args(
-        freeing(&RELEASE, lease.keys()).arg(lease.token().as_str()),
-        lease.hand_off(),
+    giving_back(
+        freeing(&RELEASE, lease.keys()),
+        lease,
+        lease.token().as_str(),
     )
 }
 
 /// Takes a reader's `entry` out of the waiters, giving back a share handed to it meanwhile.
 pub(crate) fn leave(lease: &Lease, entry: &str) -> Call {
-    hand_off_args(freeing(&RELEASE, lease.keys()).arg(entry), lease.hand_off())
+    giving_back(freeing(&RELEASE, lease.keys()), lease, entry)
 }

@@ -3,7 +3,7 @@
 use crate::acquire::Earlier;
 use crate::keys::{Keys, Suffix};
 use crate::lease::{HandOff, HoldScripts, Lease};
-use crate::lock::{flag, hand_off_args, millis, waiters_ttl};
+use crate::lock::{attempt_args, flag, giving_back, hand_off_args};
 use crate::script::{Call, HOLDERS, Script};
 use crate::timing::LeaseTiming;
 
@@ -41,13 +41,7 @@ pub(crate) fn acquire(
     limit: u32,
     fair: bool,
 ) -> Call {
-    let call = whole(&ACQUIRE, lease.keys())
-        .arg(lease.token().as_str())
-        .arg(timing.millis)
-        .arg(lease.label())
-        .arg(entry.unwrap_or_default())
-        .arg(millis(waiters_ttl(timing)))
-        .arg(flag(earlier.listed))
+    let call = attempt_args(whole(&ACQUIRE, lease.keys()), lease, timing, entry, earlier)
         .arg(limit)
         .arg(flag(fair));
     hand_off_args(call, lease.hand_off())
@@ -71,15 +65,12 @@ pub(crate) fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
 /// Gives the permit back, handing it to the oldest waiter; read with
 /// [`Reply::ownership`](crate::script::Reply::ownership).
 fn release(lease: &Lease) -> Call {
-    hand_off_args(
-        whole(&RELEASE, lease.keys()).arg(lease.token().as_str()),
-        lease.hand_off(),
-    )
+    giving_back(whole(&RELEASE, lease.keys()), lease, lease.token().as_str())
 }
 
 /// Takes a waiter's `entry` out of the waiters, giving back a permit handed to it meanwhile.
 pub(crate) fn leave(lease: &Lease, entry: &str) -> Call {
-    hand_off_args(whole(&RELEASE, lease.keys()).arg(entry), lease.hand_off())
+    giving_back(whole(&RELEASE, lease.keys()), lease, entry)
 }
 
 /// Sets the stored limit of a semaphore whose permits are held (see `resize.lua`).
