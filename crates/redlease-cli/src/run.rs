@@ -184,13 +184,28 @@ async fn acquire(client: &Client, settings: &RunSettings) -> Result<Held, Failur
     if show_spinner {
         eprint!("\r\x1b[2K");
     }
-    result.map_err(|error| match error {
-        Error::Contended { .. } | Error::TimedOut { .. } => Failure {
+    result.map_err(|error| match (error, settings.hold) {
+        (
+            Error::Contended { remaining_ttl } | Error::TimedOut { remaining_ttl, .. },
+            HoldKind::Permit(limit),
+        ) => Failure {
+            code: settings.conflict_exit_code,
+            message: format!(
+                "lock {:?} not acquired: all {limit} permits are held{}",
+                settings.name,
+                remaining_ttl
+                    .map(|t| format!(" (the first ends in {})", human(t)))
+                    .unwrap_or_default()
+            ),
+        },
+        (error @ (Error::Contended { .. } | Error::TimedOut { .. }), _) => Failure {
             code: settings.conflict_exit_code,
             message: format!("lock {:?} not acquired: {error}", settings.name),
         },
-        Error::LimitMismatch { .. } => Failure::usage(format!("lock {:?}: {error}", settings.name)),
-        other => Failure::from_lock_error(&other),
+        (error @ Error::LimitMismatch { .. }, _) => {
+            Failure::usage(format!("lock {:?}: {error}", settings.name))
+        }
+        (other, _) => Failure::from_lock_error(&other),
     })
 }
 
