@@ -264,7 +264,8 @@ async fn dropped_reads_leave_no_share_or_waiter_entry_behind() {
     assert!(!client.inspect("dropped-reads").await.unwrap().is_held());
 }
 
-/// A client of the previous protocol (the lock's scripts at commit a3016a1), run by hand.
+/// A client of the previous protocol (the lock's scripts at commit a3016a1), run by hand: plain
+/// and fair acquire, extend, release.
 struct OldClient {
     conn: redis::aio::MultiplexedConnection,
     token: String,
@@ -272,22 +273,37 @@ struct OldClient {
 
 impl OldClient {
     const ACQUIRE: &str = include_str!("../fixtures/a3016a1/acquire.lua");
+    const ACQUIRE_FAIR: &str = include_str!("../fixtures/a3016a1/acquire_fair.lua");
+    const EXTEND: &str = include_str!("../fixtures/a3016a1/extend.lua");
     const RELEASE: &str = include_str!("../fixtures/a3016a1/release.lua");
 
-    /// One attempt: `Some(fence)` when granted.
-    async fn try_acquire(&mut self, name: &str, ttl_ms: u64) -> Option<u64> {
-        let reply: Vec<redis::Value> = redis::cmd("EVAL")
-            .arg(Self::ACQUIRE)
-            .arg(2)
-            .arg(format!("redlease:{{{name}}}"))
-            .arg(format!("redlease:{{{name}}}:fence"))
-            .arg("nonce")
-            .arg(&self.token)
-            .arg(ttl_ms)
-            .arg("old client")
-            .query_async(&mut self.conn)
-            .await
-            .unwrap();
+    /// One attempt, plain or fair: `Some(fence)` when granted.
+    async fn try_acquire(&mut self, name: &str, ttl_ms: u64, fair: bool) -> Option<u64> {
+        let lock = format!("redlease:{{{name}}}");
+        let mut cmd = redis::cmd("EVAL");
+        if fair {
+            cmd.arg(Self::ACQUIRE_FAIR)
+                .arg(4)
+                .arg(&lock)
+                .arg(format!("{lock}:fence"))
+                .arg(format!("{lock}:queue"))
+                .arg(format!("{lock}:queue:expiry"))
+                .arg("nonce")
+                .arg(&self.token)
+                .arg(ttl_ms)
+                .arg(3_000)
+                .arg("old fair client");
+        } else {
+            cmd.arg(Self::ACQUIRE)
+                .arg(2)
+                .arg(&lock)
+                .arg(format!("{lock}:fence"))
+                .arg("nonce")
+                .arg(&self.token)
+                .arg(ttl_ms)
+                .arg("old client");
+        }
+        let reply: Vec<redis::Value> = cmd.query_async(&mut self.conn).await.unwrap();
         match reply.as_slice() {
             [redis::Value::Int(1), redis::Value::Int(fence), _] => {
                 Some(u64::try_from(*fence).unwrap())
@@ -295,6 +311,21 @@ impl OldClient {
             [redis::Value::Int(0), ..] => None,
             other => panic!("the old acquire answered {other:?}"),
         }
+    }
+
+    /// Extends its lease; whether it was still its own.
+    async fn extend(&mut self, name: &str, ttl_ms: u64) -> bool {
+        let reply: Vec<redis::Value> = redis::cmd("EVAL")
+            .arg(Self::EXTEND)
+            .arg(1)
+            .arg(format!("redlease:{{{name}}}"))
+            .arg("nonce")
+            .arg(&self.token)
+            .arg(ttl_ms)
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+        matches!(reply.first(), Some(redis::Value::Int(1)))
     }
 
     async fn release(&mut self, name: &str) {
@@ -351,7 +382,7 @@ async fn a_client_of_the_previous_protocol_never_overlaps_with_new_readers() {
     let (mut grants, mut refused, mut last_fence) = (0, 0, 0);
     let started = Instant::now();
     while started.elapsed() < 3 * SECOND {
-        match old.try_acquire("mixed", 1_000).await {
+        match old.try_acquire("mixed", 1_000, grants % 2 == 1).await {
             Some(fence) => {
                 assert!(fence > last_fence);
                 last_fence = fence;
@@ -362,6 +393,7 @@ async fn a_client_of_the_previous_protocol_never_overlaps_with_new_readers() {
                     "the old client overlapped a reader"
                 );
                 tokio::time::sleep(ms(15)).await;
+                assert!(old.extend("mixed", 1_000).await, "its lease is its own");
                 assert_eq!(
                     readers_in.load(Ordering::SeqCst),
                     0,
