@@ -1,17 +1,25 @@
-//! `redlease-bench`: redlease against peer Redis lock crates (rslock, redlock-rs) and the raw
-//! Redis round-trip limit, all measured in one run on fresh `redis-server` processes, reported
-//! as markdown tables with ratios.
+//! `redlease-bench`: redlease against peer Redis lock libraries (rslock, redlock-rs,
+//! python-redis-lock) and the raw Redis round-trip limits, all measured in one run on fresh
+//! `redis-server` processes, reported as markdown tables with ratios and an SVG of S3's idle
+//! gaps.
 //!
 //! ```text
 //! cargo run --release -p redlease-bench -- [--quick | --full] [--only S1,S3,R1]
 //!                                          [--libs redlease,rslock] [--nodes 1,3,5]
 //!                                          [--warmup SECS] [--measure SECS] [--out FILE]
+//!                                          [--svg FILE]
 //! ```
 //!
 //! - S1: uncontended, one task: acquire + release pairs/s and pair latency.
 //! - S2: uncontended, 32 tasks on distinct names through one shared client.
 //! - S3: 8 workers (each its own client) on one name, holding it 1 ms (then 10 ms), releasing,
-//!   pausing 1 ms: acquisitions/s, busy %, idle gaps, waits, fairness, mutual exclusion.
+//!   pausing 1 ms: acquisitions/s, busy %, idle gaps, waits, fairness, mutual exclusion. Beside
+//!   the Rust libraries: `wire`, the notified handoff with bare commands (`SET NX`, a release
+//!   script that `PUBLISH`es, waiters subscribed), and python-redis-lock (BLPOP-notified) as 8
+//!   Python processes from a virtual environment the bench creates and caches under
+//!   `target/redlease-bench/venv` (`python3 -m venv`, pip; the row is skipped, saying why,
+//!   where that cannot be done). The idle gaps of every row, as one curve per library and hold
+//!   time, go to an SVG next to the report.
 //! - S4: S1 and S2 on 3 and 5 nodes (Redlock) for the libraries that support several.
 //! - R1: 10,000 leases kept alive on one client: redlease's batched auto-renewal against one
 //!   timer per lease; round trips, Redis commands, client CPU and memory per lease.
@@ -20,6 +28,7 @@
 mod adapters;
 mod breakdown;
 mod machine;
+mod picture;
 mod primitives;
 mod renewal;
 mod report;
@@ -27,13 +36,13 @@ mod scenarios;
 mod stats;
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::adapters::Variant;
+use crate::adapters::{Lib, Variant};
 use crate::report::{Row, S4Row};
-use crate::scenarios::{Env, PairsResult};
+use crate::scenarios::{ContentionResult, Env, PairsResult};
 
 /// Exit status for a command line that cannot be understood (BSD `EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
@@ -61,23 +70,29 @@ const S4_QUICK: (Duration, Duration) = (Duration::from_millis(500), Duration::fr
 const R1_WINDOW: [Duration; 2] = [Duration::from_secs(10), Duration::from_secs(30)];
 
 const USAGE: &str = "\
-usage: redlease-bench [--quick | --full] [--only S1,S2,S3,S4,R1] [--libs NAME,...]
+usage: redlease-bench [--quick | --full] [--only S1,S2,S3,H1,S4,R1] [--libs NAME,...]
                       [--nodes 1,3,5] [--warmup SECS] [--measure SECS] [--out FILE]
+                      [--svg FILE]
 
   --quick         1 s warm-up + 3 s measured per row (S4: 0.5 s + 2 s; R1: 1 s + 10 s),
                   about 3 minutes in all (default)
   --full          2 s warm-up + 10 s measured per row (R1: 2 s + 30 s)
   --only LIST     scenarios to run: S1 (uncontended, 1 task), S2 (uncontended, 32 tasks,
-                  one shared client), S3 (8 workers contending, hold 1 ms and 10 ms),
+                  one shared client), S3 (8 workers contending, hold 1 ms and 10 ms;
+                  with the `wire` row and python-redis-lock, whose first run creates
+                  target/redlease-bench/venv with python3 -m venv and pip),
                   H1 (S3 for redlease with each handoff split into its steps),
                   S4 (S1 and S2 on several nodes), R1 (10,000 auto-renewed leases),
                   P1 (a semaphore of 3, 8 workers, beside the lock), P2 (90 % reads through
                   a read-write lock, against the lock)
-  --libs LIST     variants to run, by name or name prefix (raw, redlease, rslock, redlock, ...)
+  --libs LIST     variants to run, by name or name prefix (raw, redlease, rslock, redlock,
+                  wire, python, ...)
   --nodes LIST    node counts for S4 (default 1,3,5; 1-node rows reuse S1/S2's when they ran)
   --warmup SECS   override the warm-up per row (and R1's settle time)
   --measure SECS  override the measured time per row (and R1's window)
   --out FILE      also write the markdown report to FILE
+  --svg FILE      write S3's idle-gap distributions as an SVG to FILE (default with --out:
+                  beside it, named after it: BENCHMARKS.md -> BENCHMARKS-idle-gaps.svg)
 ";
 
 /// A scenario the command line can select.
@@ -132,6 +147,7 @@ struct Args {
     libs: Vec<String>,
     nodes: Vec<usize>,
     out: Option<PathBuf>,
+    svg: Option<PathBuf>,
 }
 
 impl Args {
@@ -145,6 +161,7 @@ impl Args {
             libs: Vec::new(),
             nodes: S4_NODES.to_vec(),
             out: None,
+            svg: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -172,6 +189,7 @@ impl Args {
                 "--warmup" => parsed.warmup = Some(seconds(flag, &value()?)?),
                 "--measure" => parsed.measure = Some(seconds(flag, &value()?)?),
                 "--out" => parsed.out = Some(PathBuf::from(value()?)),
+                "--svg" => parsed.svg = Some(PathBuf::from(value()?)),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -220,6 +238,15 @@ impl Args {
         )
     }
 
+    /// Where the idle-gap picture goes: `--svg`, else beside `--out`, named after it.
+    fn svg(&self) -> Option<PathBuf> {
+        self.svg.clone().or_else(|| {
+            let out = self.out.as_ref()?;
+            let stem = out.file_stem()?.to_string_lossy();
+            Some(out.with_file_name(format!("{stem}-idle-gaps.svg")))
+        })
+    }
+
     /// Whether `variant` passes `--libs`.
     fn wants(&self, variant: &Variant) -> bool {
         self.libs.is_empty()
@@ -266,7 +293,7 @@ fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
 fn command_line(argv: &[String]) -> String {
     let program = argv
         .first()
-        .and_then(|p| std::path::Path::new(p).file_name())
+        .and_then(|p| Path::new(p).file_name())
         .map_or_else(
             || "redlease-bench".to_owned(),
             |n| n.to_string_lossy().into_owned(),
@@ -317,6 +344,7 @@ fn measure<T>(
     let result = run();
     match &result {
         Ok(r) => eprintln!("{} ({:.1} s)", brief(r), started.elapsed().as_secs_f64()),
+        Err(e) if e.starts_with(adapters::SKIPPED) => eprintln!("{e}"),
         Err(e) => eprintln!("failed: {e}"),
     }
     (variant.clone(), result)
@@ -407,10 +435,19 @@ fn run(args: &Args, command: &str) -> Result<bool, String> {
                 output.section(&report::pairs_table(&title, &s2_rows))?;
             }
             Scenario::S3 => {
+                prepare_python(&contended);
+                let mut runs = Vec::with_capacity(S3_HOLDS.len());
                 for hold in S3_HOLDS {
-                    let (table, no_violation) = contention_table(&env, &contended, hold);
-                    clean &= no_violation;
+                    let (table, rows) = contention_section(&env, &contended, hold);
+                    clean &= rows.iter().all(|(_, r)| {
+                        r.as_ref()
+                            .map_or(true, |r| r.violations == 0 && r.overlaps == 0)
+                    });
                     output.section(&table)?;
+                    runs.push((hold, rows));
+                }
+                if let Some(svg) = args.svg() {
+                    output.section(&picture_section(&svg, args.out.as_deref(), &runs))?;
                 }
             }
             Scenario::H1 => {
@@ -558,9 +595,23 @@ fn multinode_rows(
     rows
 }
 
-/// Runs S3 with one hold time for every variant; the markdown table, and whether no lock let
-/// two holders in.
-fn contention_table(env: &Env, variants: &[&Variant], hold: Duration) -> (String, bool) {
+/// Sets up python-redis-lock's virtual environment before S3's rows, when its row is to run,
+/// so that a first run's pip install is not part of a row.
+fn prepare_python(contended: &[&Variant]) {
+    if contended.iter().any(|v| matches!(v.lib, Lib::Python)) {
+        match adapters::python::venv() {
+            Ok(venv) => eprintln!("[S3] {}", venv.about()),
+            Err(e) => eprintln!("[S3] python-redis-lock: {e}"),
+        }
+    }
+}
+
+/// Runs S3 with one hold time for every variant; the markdown table and the rows.
+fn contention_section(
+    env: &Env,
+    variants: &[&Variant],
+    hold: Duration,
+) -> (String, Vec<Row<ContentionResult>>) {
     let label = format!("S3 H={}", report::ms(hold));
     let rows: Vec<_> = variants
         .iter()
@@ -579,17 +630,55 @@ fn contention_table(env: &Env, variants: &[&Variant], hold: Duration) -> (String
             )
         })
         .collect();
-    let clean = rows.iter().all(|(_, r)| {
-        r.as_ref()
-            .map_or(true, |r| r.violations == 0 && r.overlaps == 0)
-    });
     let title = format!(
         "S3 — contention: {S3_WORKERS} workers (each its own client) on one name, hold {}, \
          release, think {}",
         report::ms(hold),
         report::ms(S3_THINK),
     );
-    (report::contention_table(&title, hold, &rows), clean)
+    (report::contention_table(&title, hold, &rows), rows)
+}
+
+/// Draws S3's idle gaps to `svg`; the report's section that shows it (or says why not).
+fn picture_section(
+    svg: &Path,
+    report: Option<&Path>,
+    runs: &[(Duration, Vec<Row<ContentionResult>>)],
+) -> String {
+    let panels: Vec<picture::Panel<'_>> = runs
+        .iter()
+        .map(|(hold, rows)| picture::Panel {
+            title: format!(
+                "S3, hold {}: idle gaps, {S3_WORKERS} workers on one name",
+                report::ms(*hold)
+            ),
+            series: rows
+                .iter()
+                .filter_map(|(v, r)| {
+                    let gaps = &r.as_ref().ok()?.gap_samples;
+                    let kind = match v.lib {
+                        Lib::Redlease(_) => picture::Kind::Ours,
+                        Lib::Raw(_) | Lib::Wire(_) => picture::Kind::Limit,
+                        Lib::Rslock(_) | Lib::Redlock(_) | Lib::Python => picture::Kind::Peer,
+                    };
+                    (!gaps.is_empty()).then_some(picture::Series {
+                        name: v.name,
+                        kind,
+                        gaps,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    let written = if panels.iter().all(|p| p.series.is_empty()) {
+        Err("no row measured an idle gap".to_owned())
+    } else {
+        picture::idle_gaps(&panels).and_then(|drawn| report::write(svg, &drawn))
+    };
+    if let Err(e) = &written {
+        eprintln!("[S3] idle-gap picture not written: {e}");
+    }
+    report::picture_section(svg, report, written)
 }
 
 /// H1: S3 runs of the redlease variants with the handoff events recorded; the breakdown table.
@@ -597,7 +686,7 @@ fn breakdown_table(env: &Env, variants: &[&Variant], hold: Duration) -> String {
     let label = format!("H1 H={}", report::ms(hold));
     let rows: Vec<(String, Result<breakdown::Breakdown, String>)> = variants
         .iter()
-        .filter(|v| matches!(v.lib, adapters::Lib::Redlease(_)))
+        .filter(|v| matches!(v.lib, Lib::Redlease(_)))
         .map(|v| {
             let (_, result) = measure(
                 &label,
@@ -665,6 +754,7 @@ mod tests {
         assert_eq!(a.only, [Scenario::S1, Scenario::S3]);
         assert_eq!(a.libs, ["redlease"]);
         assert_eq!(a.out, Some(PathBuf::from("r.md")));
+        assert_eq!(a.svg(), Some(PathBuf::from("r-idle-gaps.svg")));
         assert_eq!(a.measure(), Duration::from_secs(10));
         let a = parse(&["--measure", "0.5", "--warmup=0"])
             .expect("ok")
@@ -673,6 +763,23 @@ mod tests {
             (a.warmup(), a.measure()),
             (Duration::ZERO, Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn the_picture_goes_beside_the_report_unless_told() {
+        let beside = parse(&["--out", "/tmp/x/BENCHMARKS.md"])
+            .expect("ok")
+            .expect("not help");
+        assert_eq!(
+            beside.svg(),
+            Some(PathBuf::from("/tmp/x/BENCHMARKS-idle-gaps.svg"))
+        );
+        let told = parse(&["--out", "a.md", "--svg=gaps.svg"])
+            .expect("ok")
+            .expect("not help");
+        assert_eq!(told.svg(), Some(PathBuf::from("gaps.svg")));
+        assert_eq!(parse(&[]).expect("ok").expect("not help").svg(), None);
+        assert!(parse(&["--svg"]).is_err());
     }
 
     #[test]
@@ -718,15 +825,19 @@ mod tests {
 
     #[test]
     fn libs_match_by_prefix() {
-        let a = parse(&["--libs", "rslock,raw"])
-            .expect("ok")
-            .expect("not help");
-        let names: Vec<_> = adapters::variants(1)
-            .into_iter()
-            .filter(|v| a.wants(v))
-            .map(|v| v.name)
-            .collect();
-        assert_eq!(names, ["raw", "rslock-default", "rslock-tuned"]);
+        let selected = |libs: &str| -> Vec<&str> {
+            let a = parse(&["--libs", libs]).expect("ok").expect("not help");
+            adapters::variants(1)
+                .into_iter()
+                .filter(|v| a.wants(v))
+                .map(|v| v.name)
+                .collect()
+        };
+        assert_eq!(
+            selected("rslock,raw"),
+            ["raw", "rslock-default", "rslock-tuned"]
+        );
+        assert_eq!(selected("wire,python"), ["wire", "python-redis-lock"]);
     }
 
     #[test]

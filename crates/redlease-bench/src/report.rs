@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::adapters::{
-    BASELINE, PEER_DEFAULTS, RAW, REDLEASE, REDLEASE_FAIR, REDLEASE_NOTIFY, REDLOCK_DEFAULT,
-    Variant,
+    BASELINE, PEER_DEFAULTS, PYTHON, RAW, REDLEASE, REDLEASE_FAIR, REDLEASE_NOTIFY,
+    REDLOCK_DEFAULT, SKIPPED, Variant, WIRE,
 };
 use crate::renewal::{self, Mode, RenewalResult};
 use crate::scenarios::{ContentionResult, PairsResult, Trouble};
@@ -75,6 +75,20 @@ pub(crate) fn header(settings: &Settings<'_>) -> String {
         out,
         "- `raw` is the round-trip limit: the same commands a lock needs (`SET NX PX`, then a \
          compare-and-delete `EVALSHA`) on a bare redis 1.8 multiplexed connection, no lock logic"
+    );
+    outln!(
+        out,
+        "- `{WIRE}` (S3) is the notified handoff with bare commands: `SET NX PX`; when taken, \
+         wait for a message on the lock's channel (subscribed before the retry that follows) \
+         and `SET NX` again; the release is a compare-and-delete script that also `PUBLISH`es, \
+         so every waiter is woken"
+    );
+    outln!(
+        out,
+        "- `{PYTHON}` (S3) runs at its defaults in one Python process per worker, from a \
+         virtual environment the bench creates (`target/redlease-bench/venv`); the workers \
+         report `CLOCK_MONOTONIC` timestamps, the clock of the Rust workers, and go through the \
+         same statistics"
     );
     out
 }
@@ -261,7 +275,7 @@ pub(crate) fn contention_table(
                 r.trouble.errors,
                 r.violations + r.overlaps,
             ),
-            Err(e) => outln!(out, "| {} | {} | failed: {} |", v.name, v.retry, cell(e)),
+            Err(e) => outln!(out, "| {} | {} | {} |", v.name, v.retry, failure(e)),
         }
     }
     notes(
@@ -269,6 +283,13 @@ pub(crate) fn contention_table(
         rows.iter()
             .map(|(v, r)| (v, r.as_ref().map(|r| &r.trouble))),
     );
+    for (v, about) in rows
+        .iter()
+        .filter_map(|(v, r)| Some((v, r.as_ref().ok()?.about.as_ref()?)))
+    {
+        outln!(out);
+        outln!(out, "- {}: {}", v.name, cell(about));
+    }
     let overlaps: Vec<_> = rows
         .iter()
         .filter_map(|(v, r)| r.as_ref().ok().map(|r| (v, r)))
@@ -335,6 +356,8 @@ const GAP_P99_TARGET_MS: f64 = 1.0;
 const BUSY_TARGET: f64 = 0.8;
 const PEER_RATIO_TARGET: f64 = 10.0;
 const FAIR_SPREAD_TARGET: f64 = 0.2;
+/// How much longer than the bare notified handoff's a redlease handoff may be.
+const WIRE_GAP_RATIO_TARGET: f64 = 1.5;
 
 /// Where the notification-driven variants land against their targets, below an S3 table.
 fn contention_targets(out: &mut String, hold: Duration, rows: &[Row<ContentionResult>]) {
@@ -431,7 +454,38 @@ fn contention_targets(out: &mut String, hold: Duration, rows: &[Row<ContentionRe
             }
         },
     );
+    against_references(&mut line, rows);
     peer_ratio_note(out, &peers);
+}
+
+/// A line of the targets table: its label, and each variant's cell.
+type TargetLine<'a> = dyn FnMut(String, &dyn Fn(&ContentionResult, &str) -> String) + 'a;
+
+/// The targets against the rows that are there to compare with: the bare notified handoff
+/// and python-redis-lock.
+fn against_references(line: &mut TargetLine<'_>, rows: &[Row<ContentionResult>]) {
+    let ms_of = |ns: u64| crate::stats::as_f64(ns) / 1e6;
+    if let Some(wire) = find(rows, WIRE, 1) {
+        line(
+            format!("idle gap p50 ≤ {WIRE_GAP_RATIO_TARGET}× {WIRE}'s"),
+            &|r, _| {
+                verdict(
+                    (wire.gaps.p50 > 0).then(|| ms_of(r.gaps.p50) / ms_of(wire.gaps.p50)),
+                    |v| format!("{v:.2}×"),
+                    Target::AtMost(WIRE_GAP_RATIO_TARGET),
+                )
+            },
+        );
+    }
+    if let Some(python) = find(rows, PYTHON, 1) {
+        line(format!("wait p99 ≤ {PYTHON}'s"), &|r, _| {
+            verdict(
+                Some(ms_of(r.waits.p99)),
+                |v| format!("{v:.1} ms vs {:.1} ms", ms_of(python.waits.p99)),
+                Target::AtMost(ms_of(python.waits.p99)),
+            )
+        });
+    }
 }
 
 /// Why a 10× throughput lead over a peer may be impossible in a run.
@@ -799,6 +853,45 @@ fn notes<'a>(
     }
 }
 
+/// A row's cell when it has no result: a skipped row says so, anything else failed.
+fn failure(message: &str) -> String {
+    if message.starts_with(SKIPPED) {
+        cell(message)
+    } else {
+        format!("failed: {}", cell(message))
+    }
+}
+
+/// The section showing S3's idle-gap picture at `svg`, linked relative to the `report` file
+/// when they share a directory; or why it was not written.
+pub(crate) fn picture_section(
+    svg: &Path,
+    report: Option<&Path>,
+    written: Result<(), String>,
+) -> String {
+    let mut out = String::new();
+    outln!(out, "## S3 — idle gaps, side by side");
+    outln!(out);
+    if let Err(e) = written {
+        outln!(out, "Not drawn: {}", cell(&e));
+        return out;
+    }
+    let beside = report.is_some_and(|r| r.parent() == svg.parent());
+    let link = match svg.file_name() {
+        Some(name) if beside => name.to_string_lossy().into_owned(),
+        _ => svg.display().to_string(),
+    };
+    outln!(
+        out,
+        "Every S3 row's idle gaps (previous holder's release call → next holder's acquire \
+         return), as the share of handoffs with a shorter gap, on a logarithmic time axis: \
+         the further left and the steeper, the faster the handoff."
+    );
+    outln!(out);
+    outln!(out, "![S3 idle gaps per library]({link})");
+    out
+}
+
 /// Text safe inside a table cell: one line, no pipes.
 fn cell(text: &str) -> String {
     text.replace('|', "/").replace(['\n', '\r'], " ")
@@ -890,6 +983,11 @@ mod tests {
         assert_eq!(ms(Duration::from_millis(10)), "10 ms");
         assert_eq!(ms(Duration::from_micros(500)), "0.5 ms");
         assert_eq!(cell("a|b\nc"), "a/b c");
+        assert_eq!(failure("no server"), "failed: no server");
+        assert_eq!(
+            failure(&format!("{SKIPPED}python3 not found")),
+            "skipped: python3 not found"
+        );
         assert_eq!(decimal(2.2), "2.20");
         assert_eq!(decimal(12.34), "12.3");
         assert_eq!(decimal(12_345.0), "12,345");
@@ -904,6 +1002,63 @@ mod tests {
         assert!(!quiet.contains("Warning"), "{quiet}");
         assert!(footer(Duration::from_secs(1), Some(0.4)).contains("**Warning:**"));
         assert!(!footer(Duration::from_secs(1), None).contains("other processes"));
+    }
+
+    #[test]
+    fn s3_targets_compare_with_the_wire_and_python_rows() {
+        let row = |name: &str, gap_p50_us: u64, wait_p99_ms: u64| {
+            let variant = crate::adapters::variants(1)
+                .into_iter()
+                .find(|v| v.name == name)
+                .expect("a variant");
+            let result = ContentionResult {
+                gaps: crate::stats::Summary {
+                    p50: gap_p50_us * 1_000,
+                    ..Default::default()
+                },
+                waits: crate::stats::Summary {
+                    p99: wait_p99_ms * 1_000_000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            (variant, Ok(result))
+        };
+        let rows = [
+            row(REDLEASE_NOTIFY, 300, 50),
+            row(REDLEASE_FAIR, 150, 20),
+            row(WIRE, 150, 400),
+            row(PYTHON, 600, 40),
+        ];
+        let table = contention_table("S3", Duration::from_millis(1), &rows);
+        assert!(
+            table.contains("| idle gap p50 ≤ 1.5× wire's | 2.00× ❌ | 1.00× ✅ |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| wait p99 ≤ python-redis-lock's | 50.0 ms vs 40.0 ms ❌ | 20.0 ms vs 40.0 ms ✅ |"
+            ),
+            "{table}"
+        );
+        let without = contention_table("S3", Duration::from_millis(1), &rows[..2]);
+        assert!(!without.contains("wire's"), "{without}");
+        assert!(!without.contains("python-redis-lock's"), "{without}");
+    }
+
+    #[test]
+    fn the_picture_is_linked_beside_the_report() {
+        let svg = Path::new("/r/BENCHMARKS-idle-gaps.svg");
+        let beside = picture_section(svg, Some(Path::new("/r/BENCHMARKS.md")), Ok(()));
+        assert!(beside.contains("](BENCHMARKS-idle-gaps.svg)"), "{beside}");
+        let elsewhere = picture_section(svg, Some(Path::new("/s/run.md")), Ok(()));
+        assert!(
+            elsewhere.contains("](/r/BENCHMARKS-idle-gaps.svg)"),
+            "{elsewhere}"
+        );
+        let failed = picture_section(svg, None, Err("disk full".to_owned()));
+        assert!(failed.contains("Not drawn: disk full"), "{failed}");
+        assert!(!failed.contains("!["), "{failed}");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! - S3 (contention) gives every worker its own adapter, connected on its own thread with its
 //!   own current-thread runtime, as separate processes would have. Holds and pauses block that
 //!   thread (sleep, then spin for the last 200 µs) so they are exact to a few µs, which
-//!   `tokio::time::sleep` (whole-millisecond ticks, rounded up) is not.
+//!   `tokio::time::sleep` (whole-millisecond ticks, rounded up) is not. python-redis-lock's
+//!   workers are processes running the same loop, reporting their timestamps on the same
+//!   clock; their holds go through the same statistics.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +23,8 @@ use std::time::{Duration, Instant};
 use redlease_testkit::RedisServer;
 use tokio::runtime::Runtime;
 
-use crate::adapters::{Adapter, Failure, Variant, Visit};
+use crate::adapters::python;
+use crate::adapters::{Adapter, Failure, SKIPPED, Variant, Visit};
 use crate::stats::{self, Hold, Summary, nanos, ns_since};
 
 /// Delay between connecting and the common start, so every worker is spawned by then.
@@ -30,6 +33,8 @@ const START_DELAY: Duration = Duration::from_millis(100);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How long S3 workers may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The one name S3's workers contend for.
+const CONTENDED_NAME: &str = "s3";
 /// Pause after an error, so a broken server does not turn a worker into a hot loop.
 const ERROR_PAUSE: Duration = Duration::from_millis(1);
 /// The last stretch of a precise wait, spent spinning instead of sleeping.
@@ -125,7 +130,7 @@ pub(crate) struct PairsResult {
 }
 
 /// Result of S3: workers taking turns on one name.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ContentionResult {
     /// Acquisitions in the window, per second.
     pub(crate) acq_per_s: f64,
@@ -133,6 +138,8 @@ pub(crate) struct ContentionResult {
     pub(crate) busy_pct: f64,
     /// Idle gaps: previous holder's release call start to the next acquire return (ns).
     pub(crate) gaps: Summary,
+    /// Every idle gap counted in `gaps`, ascending (ns), for the picture.
+    pub(crate) gap_samples: Vec<u64>,
     /// Acquire call (the first, if it gave up and was called again) to its return (ns), for
     /// acquisitions in the window; a wait still unfinished at the end counts up to the end, so
     /// that starved workers show.
@@ -153,6 +160,8 @@ pub(crate) struct ContentionResult {
     pub(crate) overlaps: u64,
     /// Failures.
     pub(crate) trouble: Trouble,
+    /// What ran, when the row's name does not say it all (versions of an outside library).
+    pub(crate) about: Option<String>,
 }
 
 /// Starts `variant.nodes` fresh servers and returns them with their URLs.
@@ -244,6 +253,10 @@ impl Visit for PairsRun<'_> {
             trouble,
         })
     }
+
+    fn visit_python(self) -> Self::Out {
+        Err(format!("{SKIPPED}python-redis-lock runs in S3 only"))
+    }
 }
 
 /// Commands per event, when both are known and there were events.
@@ -317,6 +330,36 @@ struct Contender {
     trouble: Trouble,
 }
 
+impl Contender {
+    /// Counts an acquire call made at `called` that returned at `returned` (ns since the
+    /// origin), with the lock if `got_lock`: an acquisition in the window counts with its wait;
+    /// a wait that went on past the end counts up to the end, so that starved workers show.
+    fn waited(&mut self, window: Window, called: u64, returned: u64, got_lock: bool) {
+        if returned >= window.to {
+            self.waits.push(window.to.saturating_sub(called));
+        } else if got_lock && returned >= window.from {
+            self.acquisitions += 1;
+            self.waits.push(returned - called);
+        }
+    }
+}
+
+/// The measurement window in ns since the run's origin: `[from, to)`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: u64,
+    to: u64,
+}
+
+impl Window {
+    fn of(schedule: &Schedule) -> Self {
+        Self {
+            from: ns_since(schedule.origin, schedule.measure_from),
+            to: ns_since(schedule.origin, schedule.end),
+        }
+    }
+}
+
 impl Visit for ContentionRun<'_> {
     type Out = Result<ContentionResult, String>;
 
@@ -381,6 +424,61 @@ impl Visit for ContentionRun<'_> {
         }
         Ok(summarise(contenders, schedule, self.hold, commands))
     }
+
+    fn visit_python(self) -> Self::Out {
+        let env = self.env;
+        let venv = python::venv()?;
+        let task = python::Task {
+            url: self.urls.first().ok_or("no server")?,
+            name: CONTENDED_NAME,
+            hold: self.hold,
+            think: self.think,
+        };
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let mut workers = python::Workers::spawn(venv, self.workers, task, &ready_tx)?;
+        drop(ready_tx);
+        if let Some(e) = await_ready(&ready_rx, self.workers) {
+            return Err(e);
+        }
+        let counter = env.rt.block_on(Sampler::connect(self.urls));
+        let schedule = Schedule::starting_in(env, START_DELAY);
+        let origin = python::monotonic_ns(schedule.origin)?;
+        let window = Window::of(&schedule);
+        workers.start(origin, origin + window.to)?;
+        let commands = env.rt.block_on(counter.count(schedule));
+        let records = workers.finish(schedule.end + STOP_GRACE)?;
+        let contenders = records
+            .into_iter()
+            .enumerate()
+            .map(|(id, record)| {
+                let mut me = Contender {
+                    violations: record.violations,
+                    trouble: Trouble {
+                        gave_up: 0,
+                        errors: record.errors,
+                        first_error: record.first_error,
+                    },
+                    ..Contender::default()
+                };
+                for call in record.calls {
+                    let since = |t: u64| t.saturating_sub(origin);
+                    let (called, returned) = (since(call.called), since(call.returned));
+                    me.waited(window, called, returned, call.released.is_some());
+                    if let Some(released) = call.released {
+                        me.holds.push(Hold {
+                            worker: id,
+                            acquired: returned,
+                            released: since(released),
+                        });
+                    }
+                }
+                me
+            })
+            .collect();
+        let mut result = summarise(contenders, schedule, self.hold, commands);
+        result.about = Some(venv.about().to_owned());
+        Ok(result)
+    }
 }
 
 /// Waits until `n` workers said they are connected; the first failure, if any.
@@ -404,8 +502,7 @@ fn summarise(
     hold: Duration,
     commands: Option<u64>,
 ) -> ContentionResult {
-    let from = ns_since(schedule.origin, schedule.measure_from);
-    let to = ns_since(schedule.origin, schedule.end);
+    let Window { from, to } = Window::of(&schedule);
     let mut holds = Vec::new();
     let mut waits = Vec::new();
     let mut per_worker = Vec::new();
@@ -431,6 +528,7 @@ fn summarise(
         acq_per_s,
         busy_pct: acq_per_s * hold.as_secs_f64() * 100.0,
         gaps: Summary::of(&mut gaps),
+        gap_samples: gaps,
         waits: Summary::of(&mut waits),
         holds: Summary::of(&mut hold_times),
         per_worker: stats::spread(&per_worker),
@@ -444,6 +542,7 @@ fn summarise(
         violations,
         overlaps: handoffs.overlaps,
         trouble,
+        about: None,
     }
 }
 
@@ -457,8 +556,9 @@ async fn contend<A: Adapter>(
     think: Duration,
     inside: &AtomicBool,
 ) -> Contender {
-    const NAME: &str = "s3";
     let stop_waiting = schedule.end + STOP_GRACE / 2;
+    let window = Window::of(&schedule);
+    let since = |t: Instant| ns_since(schedule.origin, t);
     let mut me = Contender::default();
     crate::breakdown::enter_worker(id);
     wait_until(schedule.origin);
@@ -468,7 +568,9 @@ async fn contend<A: Adapter>(
             break;
         }
         let lease = loop {
-            match tokio::time::timeout_at(stop_waiting.into(), adapter.acquire(NAME)).await {
+            match tokio::time::timeout_at(stop_waiting.into(), adapter.acquire(CONTENDED_NAME))
+                .await
+            {
                 Ok(Ok(lease)) => break Some(lease),
                 Ok(Err(Failure::GaveUp)) => {
                     me.trouble.gave_up += u64::from(schedule.in_window(Instant::now()));
@@ -484,18 +586,10 @@ async fn contend<A: Adapter>(
             }
         };
         let acquired = Instant::now();
-        if acquired >= schedule.end {
-            // Censored: the wait went on past the end of the window.
-            me.waits
-                .push(nanos(schedule.end.saturating_duration_since(called)));
-        }
+        me.waited(window, since(called), since(acquired), lease.is_some());
         let Some(lease) = lease else { break };
         if inside.swap(true, Ordering::SeqCst) {
             me.violations += 1;
-        }
-        if schedule.in_window(acquired) {
-            me.acquisitions += 1;
-            me.waits.push(nanos(acquired - called));
         }
         if acquired < schedule.end {
             wait_until(acquired + hold_for);
@@ -504,8 +598,8 @@ async fn contend<A: Adapter>(
         let released = Instant::now();
         me.holds.push(Hold {
             worker: id,
-            acquired: ns_since(schedule.origin, acquired),
-            released: ns_since(schedule.origin, released),
+            acquired: since(acquired),
+            released: since(released),
         });
         if let Err(e) = adapter.release(lease).await {
             me.trouble.error(e);

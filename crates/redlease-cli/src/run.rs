@@ -46,21 +46,7 @@ const FORWARDED: [Signal; 9] = [
 
 pub(crate) async fn run(servers: &Servers, settings: RunSettings) -> Result<ExitCode, Failure> {
     let client = servers.connect().await?;
-    let mut guard = acquire(&client, &settings).await?;
-    if guard.ttl() < settings.ttl {
-        // A release handed it over with a short claim that this client confirms in the
-        // background: the command starts only with the whole TTL ahead, so that the guardian
-        // does not mistake the claim's end for the lease's.
-        let extended = guard.extend(settings.ttl).await;
-        // The background confirmation may have been sent later and so taken precedence.
-        let confirmed = guard.is_held() && guard.ttl() >= settings.ttl;
-        if let Err(error) = extended
-            && !confirmed
-        {
-            let _ = guard.release().await;
-            return Err(Failure::from_lock_error(&error));
-        }
-    }
+    let guard = acquire(&client, &settings).await?;
     info!(name = %settings.name, fence = guard.fence(), ttl = %human(guard.ttl()), "acquired the lease");
     let guardian = match Guardian::start(&settings, &guard).await {
         Ok(guardian) => guardian,
@@ -184,7 +170,7 @@ async fn acquire(client: &Client, settings: &RunSettings) -> Result<Held, Failur
     if show_spinner {
         eprint!("\r\x1b[2K");
     }
-    result.map_err(|error| match (error, settings.hold) {
+    let mut guard = result.map_err(|error| match (error, settings.hold) {
         (
             Error::Contended { remaining_ttl } | Error::TimedOut { remaining_ttl, .. },
             HoldKind::Permit(limit),
@@ -206,7 +192,16 @@ async fn acquire(client: &Client, settings: &RunSettings) -> Result<Held, Failur
             Failure::usage(format!("lock {:?}: {error}", settings.name))
         }
         (other, _) => Failure::from_lock_error(&other),
-    })
+    })?;
+    // A lock handed over by a release comes with the hand-off's short claim until the library
+    // confirms it in the background; the guardian must start from the full TTL.
+    if guard.remaining() < settings.ttl / 2 {
+        guard
+            .extend(settings.ttl)
+            .await
+            .map_err(|error| Failure::from_lock_error(&error))?;
+    }
+    Ok(guard)
 }
 
 /// Shows who holds the lock and when it may come free, until cancelled.

@@ -24,7 +24,7 @@ use crate::lease::Lease;
 use crate::outcome::Lost;
 use crate::quorum::{Refused, Round, Vote};
 use crate::retry::Retry;
-use crate::script::{Call, Code, Reply};
+use crate::script::{Call, Code, Reply, Sequence};
 use crate::subscribe::{Handed, Watch};
 use crate::timing::LeaseTiming;
 
@@ -37,8 +37,33 @@ pub(crate) struct Earlier {
     pub(crate) unknown: bool,
 }
 
+/// How a fresh attempt (plain commands, no script) went on one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fresh {
+    /// The hold is ours, with this fence.
+    Granted(u64),
+    /// Someone else holds it (or a key is not what it should be): the script attempt says
+    /// which, and lists the waiter.
+    Taken,
+    /// The hold was taken but cannot stand (its fence could not be drawn): it is given back,
+    /// and the script attempt says why.
+    Undo,
+}
+
 /// What one primitive's acquire sends, and how it reads the answers.
 pub(crate) trait Claim: Send + Sync + 'static {
+    /// The first attempt of an acquire, as plain commands where the primitive has a cheaper
+    /// way than its script to take a free hold (Redis runs a short script several times more
+    /// slowly than the commands inside it). `None` to always use [`Claim::attempt`].
+    fn fresh_attempt(&self, _lease: &Lease, _timing: &LeaseTiming) -> Option<Sequence> {
+        None
+    }
+
+    /// Reads the replies of [`Claim::fresh_attempt`]'s commands.
+    fn fresh_outcome(&self, _replies: &[redis::RedisResult<redis::Value>]) -> Fresh {
+        Fresh::Taken
+    }
+
     /// One attempt's call to one backend. Every attempt carries the lease's token, so a retry
     /// that finds our own token counts as a grant (when `earlier.unknown`). `entry` is the
     /// waiter entry to list if the hold is not to be had now (on one backend only).
@@ -258,6 +283,8 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         let target = self.entry_target();
         self.entry_sent_to = target.as_ref().map(|&(_, backend)| backend);
         let earlier = self.earlier;
+        // Only an acquire's first attempt tries the fresh way: a retry has met the hold taken.
+        let first = self.failed == 0;
         if target.is_some() {
             self.earlier.listed = true;
             self.listed_since.get_or_insert(sent);
@@ -270,6 +297,12 @@ impl<'a, C: Claim> Acquisition<'a, C> {
                 .map(|(entry, _)| entry.clone());
             let (claim, lease) = (claim.clone(), lease.clone());
             async move {
+                if let Some(sequence) = claim.fresh_attempt(&lease, &timing).filter(|_| first)
+                    && let Some(vote) =
+                        fresh_vote(&backend, &*claim, &lease, &sequence, limit).await
+                {
+                    return vote;
+                }
                 let call = claim.attempt(&lease, &timing, entry.as_deref(), earlier);
                 vote(&backend, &*claim, &lease, &call, limit).await
             }
@@ -472,26 +505,64 @@ async fn vote<C: Claim>(
     call: &Call,
     limit: Duration,
 ) -> Vote {
-    const CONTEXT: &str = "acquiring a lease";
     match backend
-        .call(call, CONTEXT, limit, Durability::Replicated)
+        .call(call, ACQUIRING, limit, Durability::Replicated)
         .await
     {
         Ok(reply) => claim
             .vote(&reply)
-            .unwrap_or_else(|| Vote::Failed(backend.protocol_failure(CONTEXT))),
+            .unwrap_or_else(|| Vote::Failed(backend.protocol_failure(ACQUIRING))),
         Err(Error::Backend(e)) if e.kind() == BackendErrorKind::NotReplicated => {
-            let _ = backend
-                .call(
-                    &lease.release_call(),
-                    "releasing an unreplicated lease",
-                    backend.command_timeout(),
-                    Durability::Plain,
-                )
-                .await;
+            give_back_on(backend, lease).await;
             Vote::Failed(e)
         }
         Err(Error::Backend(e)) => Vote::Failed(e),
         Err(fatal) => Vote::Fatal(fatal),
     }
 }
+
+/// One backend's vote in a fresh attempt (see [`Claim::fresh_attempt`]); `None` when the
+/// script attempt must follow, to list the waiter or to say what is wrong.
+async fn fresh_vote<C: Claim>(
+    backend: &Backend,
+    claim: &C,
+    lease: &Lease,
+    sequence: &Sequence,
+    limit: Duration,
+) -> Option<Vote> {
+    let (replies, shortfall) = match backend
+        .run(sequence, ACQUIRING, limit, Durability::Replicated)
+        .await
+    {
+        Ok(answer) => answer,
+        Err(Error::Backend(e)) => return Some(Vote::Failed(e)),
+        Err(fatal) => return Some(Vote::Fatal(fatal)),
+    };
+    match (claim.fresh_outcome(&replies), shortfall) {
+        (Fresh::Granted(fence), None) => Some(Vote::Granted(fence)),
+        (Fresh::Granted(_), Some(shortfall)) => {
+            give_back_on(backend, lease).await;
+            Some(Vote::Failed(shortfall))
+        }
+        (Fresh::Undo, _) => {
+            give_back_on(backend, lease).await;
+            None
+        }
+        (Fresh::Taken, _) => None,
+    }
+}
+
+/// Deletes a hold of `lease` on one backend (by token), ignoring failures: the hold then
+/// expires with its TTL.
+async fn give_back_on(backend: &Backend, lease: &Lease) {
+    let _ = backend
+        .call(
+            &lease.release_call(),
+            "giving back a lease",
+            backend.command_timeout(),
+            Durability::Plain,
+        )
+        .await;
+}
+
+const ACQUIRING: &str = "acquiring a lease";

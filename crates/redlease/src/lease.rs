@@ -180,6 +180,13 @@ impl Lease {
         true
     }
 
+    /// Whether a request sent after `sent` (a renewal, a hand-off's confirmation) moved the
+    /// deadline already. Requests on one backend run in the order they were sent, so that
+    /// later one is what the servers hold now.
+    pub(crate) fn moved_after(&self, sent: Instant) -> bool {
+        self.state().last_sent > sent
+    }
+
     /// Starts renewal bookkeeping for a lease granted by a request sent at `granted_at`.
     pub(crate) fn start_renewal(
         &self,

@@ -4,20 +4,25 @@
 //! To measure another configuration of an existing library (redlease with another retry
 //! policy or fair mode), add one entry to [`variants`]; S4 runs the variants marked
 //! `multinode` on 3 and 5 nodes. A new library needs one
-//! module implementing [`Adapter`], one arm in [`Lib`] and one in [`Lib::visit`].
+//! module implementing [`Adapter`], one arm in [`Lib`] and one in [`Lib::visit`]. A library in
+//! another language runs as worker processes instead, as python-redis-lock does ([`python`]):
+//! it gets a method of its own in [`Visit`].
 
 use std::future::Future;
 use std::time::Duration;
 
+pub(crate) mod python;
 mod raw;
 mod redlease;
 mod redlock;
 mod rslock;
+mod wire;
 
 pub(crate) use self::raw::RawConfig;
 pub(crate) use self::redlease::RedleaseConfig;
 pub(crate) use self::redlock::RedlockConfig;
 pub(crate) use self::rslock::RslockConfig;
+pub(crate) use self::wire::WireConfig;
 
 /// The lease TTL every benchmark lock is taken with: far longer than any hold, so no lease
 /// ever expires during a run.
@@ -58,12 +63,19 @@ pub(crate) trait Adapter: Sized + Send + Sync + 'static {
     fn release(&self, held: Self::Held) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// Something that runs with any adapter type: a scenario, given a variant's configuration.
+/// Starts the message of a row that could not run here (no Python, say), as opposed to one
+/// that failed.
+pub(crate) const SKIPPED: &str = "skipped: ";
+
+/// Something that runs with any lock implementation: a scenario, given a variant's
+/// configuration.
 pub(crate) trait Visit {
     /// What the visit produces.
     type Out;
     /// Runs with adapter type `A` configured by `config`.
     fn visit<A: Adapter>(self, config: &A::Config) -> Self::Out;
+    /// Runs with python-redis-lock, in worker processes.
+    fn visit_python(self) -> Self::Out;
 }
 
 /// A library and its configuration.
@@ -71,12 +83,17 @@ pub(crate) trait Visit {
 pub(crate) enum Lib {
     /// Bare `redis` commands, no lock logic: the round-trip limit.
     Raw(RawConfig),
+    /// Bare `redis` commands with a published release: the notified handoff's limit.
+    Wire(WireConfig),
     /// This workspace's library.
     Redlease(RedleaseConfig),
     /// `rslock` 0.10 (async, tokio, redis 1.x).
     Rslock(RslockConfig),
     /// `redlock` 2.0 (redlock-rs, blocking, redis 0.23).
     Redlock(RedlockConfig),
+    /// python-redis-lock 4.0 (Python, one process per worker) at its defaults: waiting on its
+    /// BLPOP signal list, `expire` = [`TTL`], no auto-renewal.
+    Python,
 }
 
 impl Lib {
@@ -87,6 +104,8 @@ impl Lib {
             Self::Redlease(c) => v.visit::<redlease::Redlease>(c),
             Self::Rslock(c) => v.visit::<rslock::Rslock>(c),
             Self::Redlock(c) => v.visit::<redlock::Redlock>(c),
+            Self::Wire(c) => v.visit::<wire::Wire>(c),
+            Self::Python => v.visit_python(),
         }
     }
 }
@@ -153,7 +172,7 @@ const LONG_WAIT: Duration = Duration::from_mins(1);
 
 /// The longest wait between attempts of the notification-driven variants: they retry when a
 /// release is published, and poll only this rarely.
-const FALLBACK_POLL: Duration = Duration::from_secs(1);
+pub(super) const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// The name of the variant all others are compared with.
 pub(crate) const BASELINE: &str = "rslock-default";
@@ -163,6 +182,10 @@ pub(crate) const REDLOCK_DEFAULT: &str = "redlock-default";
 pub(crate) const PEER_DEFAULTS: [&str; 2] = [BASELINE, REDLOCK_DEFAULT];
 /// The name of the raw round-trip limit.
 pub(crate) const RAW: &str = "raw";
+/// The name of the notified handoff with bare commands.
+pub(crate) const WIRE: &str = "wire";
+/// The name of python-redis-lock's row.
+pub(crate) const PYTHON: &str = "python-redis-lock";
 /// redlease as the S1/S2/S4 rows measure it.
 pub(crate) const REDLEASE: &str = "redlease";
 /// redlease waiting on release notifications only (polling once a second as a fallback).
@@ -250,6 +273,22 @@ pub(crate) fn variants(nodes: usize) -> Vec<Variant> {
             runs: CONTENDED,
             lib: Lib::Redlock(RedlockConfig::TUNED),
         },
+        Variant {
+            name: WIRE,
+            retry: "bare commands: SET NX; else wait for the release PUBLISH on a subscribed \
+                    channel (every waiter woken), SET NX again",
+            nodes,
+            runs: CONTENDED,
+            lib: Lib::Wire(WireConfig),
+        },
+        Variant {
+            name: PYTHON,
+            retry: "default: BLPOP on the signal list each release pushes to (one waiter \
+                    woken, longest waiting first); a process per worker",
+            nodes,
+            runs: CONTENDED,
+            lib: Lib::Python,
+        },
     ]
 }
 
@@ -268,7 +307,7 @@ mod tests {
             let v = all.iter().find(|v| v.name == reference).expect("present");
             assert!(v.runs.uncontended && v.runs.contended, "{reference}");
         }
-        for contender in [REDLEASE_NOTIFY, REDLEASE_FAIR] {
+        for contender in [REDLEASE_NOTIFY, REDLEASE_FAIR, WIRE, PYTHON] {
             let v = all.iter().find(|v| v.name == contender).expect("present");
             assert!(v.runs.contended && !v.runs.multinode, "{contender}");
         }

@@ -27,13 +27,12 @@ pub(crate) struct RawConfig;
 pub(crate) struct Raw {
     connection: MultiplexedConnection,
     release: Script,
-    ttl_ms: u64,
 }
 
 /// A key we set, and the token we set it to.
 pub(crate) struct RawHeld {
-    key: String,
-    token: String,
+    pub(super) key: String,
+    pub(super) token: String,
 }
 
 impl Adapter for Raw {
@@ -42,36 +41,20 @@ impl Adapter for Raw {
     const BLOCKING: bool = false;
 
     async fn connect(_config: &RawConfig, urls: &[String]) -> Result<Self, String> {
-        let url = urls.first().ok_or("no server")?;
-        let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-        let connection = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| e.to_string())?;
+        let (_, connection) = connect_first(urls).await?;
         Ok(Self {
             connection,
             release: Script::new(RELEASE),
-            ttl_ms: u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX),
         })
     }
 
     async fn acquire(&self, name: &str) -> Result<RawHeld, Failure> {
-        let key = format!("raw:{name}");
-        let token = format!("{:032x}", fastrand::u128(..));
+        let held = RawHeld::new("raw", name);
         let mut connection = self.connection.clone();
         let give_up = Instant::now() + GIVE_UP_AFTER;
         loop {
-            let reply: Value = redis::cmd("SET")
-                .arg(&key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.ttl_ms)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| Failure::Error(e.to_string()))?;
-            if matches!(reply, Value::Okay) {
-                return Ok(RawHeld { key, token });
+            if held.set_nx(&mut connection).await? {
+                return Ok(held);
             }
             if Instant::now() >= give_up {
                 return Err(Failure::GaveUp);
@@ -82,18 +65,64 @@ impl Adapter for Raw {
     }
 
     async fn release(&self, held: RawHeld) -> Result<(), String> {
-        let mut connection = self.connection.clone();
-        let deleted: i64 = self
-            .release
-            .key(&held.key)
-            .arg(&held.token)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|e| e.to_string())?;
-        if deleted == 1 {
-            Ok(())
-        } else {
-            Err(format!("release deleted {deleted} keys, not 1"))
+        let mut call = self.release.key(&held.key);
+        call.arg(&held.token);
+        release(&mut call, &mut self.connection.clone()).await
+    }
+}
+
+/// A client for the first node and a multiplexed connection to it.
+pub(super) async fn connect_first(
+    urls: &[String],
+) -> Result<(redis::Client, MultiplexedConnection), String> {
+    let url = urls.first().ok_or("no server")?;
+    let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+    let connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((client, connection))
+}
+
+impl RawHeld {
+    /// The key for lock `name` under `prefix`, and a fresh random token.
+    pub(super) fn new(prefix: &str, name: &str) -> Self {
+        Self {
+            key: format!("{prefix}:{name}"),
+            token: format!("{:032x}", fastrand::u128(..)),
         }
+    }
+
+    /// `SET key token NX PX ttl`: whether the key was set.
+    pub(super) async fn set_nx(
+        &self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<bool, Failure> {
+        let reply: Value = redis::cmd("SET")
+            .arg(&self.key)
+            .arg(&self.token)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX))
+            .query_async(connection)
+            .await
+            .map_err(|e| Failure::Error(e.to_string()))?;
+        Ok(matches!(reply, Value::Okay))
+    }
+}
+
+/// Runs a compare-and-delete `release` script call, which must report 1 deleted key.
+pub(super) async fn release(
+    release: &mut redis::ScriptInvocation<'_>,
+    connection: &mut MultiplexedConnection,
+) -> Result<(), String> {
+    let deleted: i64 = release
+        .invoke_async(connection)
+        .await
+        .map_err(|e| e.to_string())?;
+    if deleted == 1 {
+        Ok(())
+    } else {
+        Err(format!("release deleted {deleted} keys, not 1"))
     }
 }

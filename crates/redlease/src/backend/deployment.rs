@@ -145,10 +145,14 @@ impl Deployment {
     }
 
     /// After a redirection inside a pipeline (a Cluster's slot moved): sends a harmless single
-    /// command on the same key, which the cluster client follows, updating its slot map for
-    /// the next try.
-    pub(crate) async fn after_redirect(&self, call: &Call, cx: Context<'_>) {
-        if let (Self::Cluster { .. }, Some(key)) = (self, call.key(1)) {
+    /// command on `key`, which the cluster client follows, updating its slot map for the next
+    /// try.
+    pub(crate) async fn after_redirect(
+        &self,
+        key: Option<impl redis::ToRedisArgs>,
+        cx: Context<'_>,
+    ) {
+        if let (Self::Cluster { .. }, Some(key)) = (self, key) {
             let mut pttl = redis::cmd("PTTL");
             pttl.arg(key);
             let _ = self.send(&pttl, cx).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::{Cmd, RedisResult, Value};
 
 use crate::error::{BackendError, BackendErrorKind, Error};
-use crate::script::{Call, Code, Reply, Script, Unreadable, is_no_script, is_redirect};
+use crate::script::{Call, Code, Reply, Script, Sequence, Unreadable, is_no_script, is_redirect};
 pub(crate) use admin::Eviction;
 use deployment::Context;
 pub(crate) use deployment::Deployment;
@@ -175,7 +175,7 @@ impl Backend {
                     retry = Some(self.deployment.after_no_script(call, cx).await?);
                 }
                 Err(Error::Backend(e)) if retry.is_none() && e.source_is(is_redirect) => {
-                    self.deployment.after_redirect(call, cx).await;
+                    self.deployment.after_redirect(call.key(1), cx).await;
                     retry = Some(call.cmd().clone());
                 }
                 Err(error) => {
@@ -190,6 +190,64 @@ impl Backend {
                     return Ok(reply);
                 }
             }
+        }
+    }
+
+    /// Runs a sequence of plain commands on one connection (see [`Sequence`]), bounded by
+    /// `limit`; with [`Durability::Replicated`] and replica acknowledgement on, `WAIT` follows
+    /// them. Returns the commands' replies (each may be a server error), and the failure a
+    /// done write would be if too few replicas acknowledged it: the caller knows whether its
+    /// write was done.
+    pub(crate) async fn run(
+        &self,
+        sequence: &Sequence,
+        context: &'static str,
+        limit: Duration,
+        durability: Durability,
+    ) -> Result<(Vec<RedisResult<Value>>, Option<BackendError>), Error> {
+        let cx = self.context(context, limit);
+        let replicas = self
+            .replicas
+            .filter(|_| durability == Durability::Replicated);
+        let with_wait;
+        let pipe = match replicas {
+            Some(replicas) => {
+                let mut pipe = sequence.pipe().clone();
+                pipe.add_command(replicas.wait_cmd(limit));
+                with_wait = pipe;
+                &with_wait
+            }
+            None => sequence.pipe(),
+        };
+        let mut redirected = false;
+        loop {
+            let mut replies = self
+                .deployment
+                .send_pipeline(pipe, cx)
+                .await
+                .inspect_err(|e| self.replace_after(e))?;
+            if !redirected && replies.iter().any(|r| r.as_ref().is_err_and(is_redirect)) {
+                redirected = true;
+                self.deployment
+                    .after_redirect(sequence.first_key(), cx)
+                    .await;
+                continue;
+            }
+            let shortfall = match replicas {
+                Some(replicas) => {
+                    match replicas.shortfall(&replies.pop().unwrap_or(Ok(Value::Nil))) {
+                        Ok(short) => {
+                            short.map(|acked| replicas.not_replicated(&self.label, context, acked))
+                        }
+                        Err(()) => return Err(self.protocol_error(context)),
+                    }
+                }
+                None => None,
+            };
+            let replies = sequence
+                .replies(replies)
+                .map_err(|unreadable| self.refused(unreadable, context))?;
+            return Ok((replies, shortfall));
         }
     }
 

@@ -96,6 +96,10 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
         ));
     }
     reject_duplicates(&addresses, settings.connect_timeout).await?;
+    // The subscriber listens on the first of these that answers, and that backend arbitrates
+    // between this client's waiters: in address order, every client of the same nodes picks
+    // the same one, whatever order it lists them in (see DESIGN.md, "Waiting under Redlock").
+    pubsub.sort_by(|(a, _), (b, _)| backends[*a].label().cmp(backends[*b].label()));
     let quorum = Quorum::new(backends);
     let limit = settings.connect_timeout + settings.command_timeout;
     quorum.load_scripts(&SCRIPTS, limit).await?;

@@ -148,6 +148,14 @@ impl Client {
     /// Every attempt sends the same token, so when a reply is lost and the next attempt finds
     /// our own token in the key, that counts as success, not as contention.
     ///
+    /// A waiter is handed the lock by the release that frees it (see DESIGN.md, "Waiting
+    /// without polling"). On one server the guard is returned as soon as that release's
+    /// message arrives, before its TTL is confirmed: for about one round trip its
+    /// [`remaining`](Guard::remaining) time is the hand-off's claim (at most 500 ms), then the
+    /// full TTL. Should the confirmation fail, the lease ends with the claim and
+    /// [`Guard::lost`] says so. Call [`Guard::extend`] first if the work needs the full TTL
+    /// before it starts.
+    ///
     /// # Errors
     ///
     /// - [`Error::Contended`] when the retry policy's attempts ran out;

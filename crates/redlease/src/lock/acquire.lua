@@ -15,29 +15,28 @@ if redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'NX', 'PX', ARGV[2]) then
     if ARGV[6] == '1' then
       redis.call('LREM', KEYS[3], 0, ARGV[4])
     end
-    return {DONE, fence, nonce}
+    return reply(DONE, fence)
   end
   -- Scripts are not rolled back: undo the SET so a failed acquire leaves nothing behind.
   redis.call('DEL', KEYS[1])
-  return {WRONG_TYPE, {2, redis.call('TYPE', KEYS[2]).ok}, nonce}
+  return wrong_type(2)
 end
 if ARGV[6] == '1' or ARGV[7] == '1' then
   local value = redis.pcall('GET', KEYS[1])
   if type(value) == 'table' then
-    return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+    return wrong_type(1)
   end
   if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
     redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'PX', ARGV[2])
     if ARGV[6] == '1' then
       redis.call('LREM', KEYS[3], 0, ARGV[4])
     end
-    return {DONE, tonumber(redis.call('GET', KEYS[2])) or 0, nonce}
+    return reply(DONE, tonumber(redis.call('GET', KEYS[2])) or 0)
   end
 end
 -- Another primitive's keys (a semaphore's), or foreign data, are not a holder to wait for.
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind ~= 'string' then
-  return {WRONG_TYPE, {1, kind}, nonce}
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then
+  return wrong_type(1)
 end
 local pttl = redis.call('PTTL', KEYS[1])
 if ARGV[4] ~= '' then
@@ -46,4 +45,4 @@ if ARGV[4] ~= '' then
   end
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
-return {HELD, pttl, nonce}
+return reply(HELD, pttl)

@@ -9,14 +9,14 @@
 -- | WRONG_TYPE
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'PX', ARGV[2])
   if ARGV[6] == '1' then
     redis.call('LREM', KEYS[3], 0, ARGV[4])
   end
-  return {DONE, tonumber(redis.call('GET', KEYS[2])) or 0, nonce}
+  return reply(DONE, tonumber(redis.call('GET', KEYS[2])) or 0)
 end
 if not value then
   local oldest = redis.call('LINDEX', KEYS[3], 0)
@@ -32,12 +32,12 @@ if not value then
     local fence = redis.pcall('INCR', KEYS[2])
     if type(fence) ~= 'number' or fence < 1 then
       redis.call('DEL', KEYS[1])
-      return {WRONG_TYPE, {2, redis.call('TYPE', KEYS[2]).ok}, nonce}
+      return wrong_type(2)
     end
     if oldest then
       redis.call('LREM', KEYS[3], 0, ARGV[4])
     end
-    return {DONE, fence, nonce}
+    return reply(DONE, fence)
   end
 end
 if ARGV[4] ~= '' then
@@ -46,4 +46,4 @@ if ARGV[4] ~= '' then
   end
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
-return {HELD, redis.call('PTTL', KEYS[1]), nonce}
+return reply(HELD, redis.call('PTTL', KEYS[1]))

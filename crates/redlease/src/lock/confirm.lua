@@ -4,13 +4,13 @@
 -- Returns DONE confirmed | GONE the claim ran out | HELD another owner holds it | WRONG_TYPE
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 if not value then
-  return {GONE, 0, nonce}
+  return reply(GONE)
 end
 if string.sub(value, 1, #ARGV[1]) ~= ARGV[1] then
-  return {HELD, redis.call('PTTL', KEYS[1]), nonce}
+  return reply(HELD, redis.call('PTTL', KEYS[1]))
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'PX', ARGV[2])
-return {DONE, 0, nonce}
+return reply(DONE)

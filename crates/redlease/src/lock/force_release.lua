@@ -9,14 +9,14 @@
 --       | WRONG_TYPE
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 if not value then
-  return {GONE, 0, nonce}
+  return reply(GONE)
 end
 redis.call('DEL', KEYS[4], KEYS[5])
 if not hand_off(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2]) then
   redis.call('DEL', KEYS[1])
 end
 redis.call('PUBLISH', KEYS[1] .. ':released', '')
-return {DONE, value, nonce}
+return reply(DONE, value)

@@ -71,7 +71,8 @@ impl Guard {
     }
 
     /// The fencing token: strictly greater than the fence of every earlier lease on this name
-    /// (as long as Redis keeps the counter: see DESIGN.md). Send it with every write to the
+    /// (as long as Redis keeps the counter: see DESIGN.md). Fences need not be consecutive:
+    /// an acquire that found the lock held may have used a number up. Send it with every write to the
     /// protected resource and have the resource reject anything not above the largest it saw.
     /// A semaphore permit's fence increases the same way; guard a resource per
     /// [slot](crate::Permit::slot). A reader's ([`ReadGuard`](crate::ReadGuard)) is the latest
@@ -201,7 +202,9 @@ impl Guard {
     /// use the new TTL.
     ///
     /// A guard that is lost or past [`valid_until`](Self::valid_until) is not extended, even if
-    /// the key still exists: it fails with [`Lost`] without a request.
+    /// the key still exists: it fails with [`Lost`] without a request. If a renewal (or the
+    /// confirmation of a handed-over lock) sent after this call answers first, its deadline
+    /// stands: it is what the servers hold.
     ///
     /// # Errors
     ///
@@ -252,6 +255,9 @@ impl Guard {
             }
             Some(Extended::Yes) => match self.lease.lost_reason() {
                 Some(reason) => Err(Error::Lost(reason)),
+                // A renewal or confirmation sent after this extension has moved the deadline
+                // already: the lease is held, with that request's deadline.
+                None if self.lease.moved_after(sent) => Ok(()),
                 None => Err(Error::Backend(BackendError::new(
                     BackendErrorKind::Timeout,
                     quorum.labels().next().unwrap_or_default(),

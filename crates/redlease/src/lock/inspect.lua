@@ -4,7 +4,8 @@
 -- as token, what its holder stored, and the milliseconds left by the server's clock.
 -- KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] waiters, KEYS[4] readers' shares, KEYS[5]
 -- readers' labels, KEYS[6] a semaphore's permits' info
--- Returns DONE, {value, pttl, fence, waiters, shares, permits, limit} | WRONG_TYPE
+-- Returns DONE, the fields value, pttl, fence, limit, then the waiters, the shares and the
+-- permits (each a count, then its items), every field as "length:bytes" | WRONG_TYPE
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local kind = redis.call('TYPE', KEYS[1]).ok
@@ -27,26 +28,41 @@ if kind == 'string' then
   if value == SHARED then
     local found = redis.call('TYPE', KEYS[4]).ok
     if found ~= 'zset' and found ~= 'none' then
-      return {WRONG_TYPE, {4, found}, nonce}
+      return wrong_type(4)
     end
     shares = live(KEYS[4], KEYS[5])
   end
 elseif kind == 'zset' then
   local found = redis.call('TYPE', KEYS[6]).ok
   if found ~= 'hash' and found ~= 'none' then
-    return {WRONG_TYPE, {6, found}, nonce}
+    return wrong_type(6)
   end
   permits = live(KEYS[1], KEYS[6])
   limit = redis.call('HGET', KEYS[6], 'limit')
 elseif kind ~= 'none' then
-  return {WRONG_TYPE, {1, kind}, nonce}
+  return wrong_type(1)
 end
 local fence = redis.pcall('GET', KEYS[2])
 if type(fence) == 'table' then
-  return {WRONG_TYPE, {2, redis.call('TYPE', KEYS[2]).ok}, nonce}
+  return wrong_type(2)
 end
 local waiters = redis.pcall('LRANGE', KEYS[3], 0, -1)
 if waiters.err then
-  return {WRONG_TYPE, {3, redis.call('TYPE', KEYS[3]).ok}, nonce}
+  return wrong_type(3)
 end
-return {DONE, {value, redis.call('PTTL', KEYS[1]), fence, waiters, shares, permits, limit}, nonce}
+local fields = {}
+local function put(field)
+  field = tostring(field)
+  fields[#fields + 1] = #field .. ':' .. field
+end
+put(value or '')
+put(redis.call('PTTL', KEYS[1]))
+put(fence or '0')
+put(limit or '')
+for _, list in ipairs({waiters, shares, permits}) do
+  put(#list)
+  for _, item in ipairs(list) do
+    put(item)
+  end
+end
+return reply(DONE, table.concat(fields))

@@ -33,7 +33,8 @@ pub struct LockInfo {
     pub permits: Vec<Holder>,
     /// A semaphore's limit, kept with its permits while any is held.
     pub limit: Option<u32>,
-    /// The fence counter: the last fencing token handed out (the largest over the nodes).
+    /// The fence counter (the largest over the nodes): at least the holder's fence, and below
+    /// every later holder's.
     pub fence: u64,
     /// Waiters listed in Redis: `acquire` calls waiting for the lock, across clients (the
     /// largest number over the nodes).
@@ -130,40 +131,59 @@ async fn view(backend: &Backend, keys: &Keys) -> Result<NodeView, Error> {
     let reply = backend
         .call(&call, CONTEXT, backend.command_timeout(), Durability::Plain)
         .await?;
-    decode(reply.detail).ok_or_else(|| backend.protocol_failure(CONTEXT).into())
+    decode(&reply.detail).ok_or_else(|| backend.protocol_failure(CONTEXT).into())
 }
 
-/// Reads `inspect.lua`'s detail.
-fn decode(detail: Value) -> Option<NodeView> {
-    let Value::Array(items) = detail else {
+/// Reads `inspect.lua`'s detail: fields written as `length:bytes`.
+fn decode(detail: &Value) -> Option<NodeView> {
+    let Value::BulkString(bytes) = detail else {
         return None;
     };
-    let [value, pttl, fence, waiters, shares, permits, limit] =
-        <[Value; 7]>::try_from(items).ok()?;
-    let parse_holds = |holds: Value| -> Option<Vec<Hold>> {
-        let flat: Vec<Value> = redis::from_redis_value(holds).ok()?;
+    let mut fields = Fields(bytes);
+    let value = fields.text()?;
+    let pttl_ms = fields.text()?.parse().ok()?;
+    let fence = fields.text()?.parse().ok()?;
+    let limit = fields.text()?;
+    let mut list = |items_per_entry: usize| -> Option<Vec<String>> {
+        let count: usize = fields.text()?.parse().ok()?;
+        if count % items_per_entry != 0 {
+            return None;
+        }
+        (0..count).map(|_| fields.text()).collect()
+    };
+    let waiters = list(1)?;
+    let holds = |flat: Vec<String>| -> Option<Vec<Hold>> {
         flat.chunks(3)
             .map(|hold| match hold {
-                [token, info, Value::Int(ms)] => Some((
-                    redis::from_redis_value(token.clone()).ok()?,
-                    redis::from_redis_value(info.clone()).ok()?,
-                    *ms,
-                )),
+                [token, info, ms] => Some((token.clone(), info.clone(), ms.parse().ok()?)),
                 _ => None,
             })
             .collect()
     };
+    let shares = holds(list(3)?)?;
+    let permits = holds(list(3)?)?;
     Some(NodeView {
-        value: redis::from_redis_value(value).ok()?,
-        pttl_ms: redis::from_redis_value(pttl).ok()?,
-        fence: redis::from_redis_value::<Option<u64>>(fence)
-            .ok()?
-            .unwrap_or(0),
-        waiters: redis::from_redis_value(waiters).ok()?,
-        shares: parse_holds(shares)?,
-        permits: parse_holds(permits)?,
-        limit: redis::from_redis_value(limit).ok()?,
+        value: (!value.is_empty()).then_some(value),
+        pttl_ms,
+        fence,
+        waiters,
+        shares,
+        permits,
+        limit: limit.parse().ok(),
     })
+}
+
+/// Fields of `length:bytes`, read in turn.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn text(&mut self) -> Option<String> {
+        let colon = self.0.iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&self.0[..colon]).ok()?.parse().ok()?;
+        let field = self.0.get(colon + 1..colon + 1 + len)?;
+        self.0 = &self.0[colon + 1 + len..];
+        Some(String::from_utf8_lossy(field).into_owned())
+    }
 }
 
 /// The number of distinct clients among waiter entries (an entry ends with its client's wake
@@ -365,6 +385,33 @@ mod tests {
             fence,
             ..NodeView::default()
         }
+    }
+
+    #[test]
+    fn a_nodes_view_is_read_from_length_prefixed_fields() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let encoded = [
+            format!("36:{token}x yz"),
+            "2:-2".to_owned(),
+            "1:7".to_owned(),
+            "1:3".to_owned(),
+            "1:2".to_owned(),
+            "1:a".to_owned(),
+            "1:b".to_owned(),
+            "1:3".to_owned(),
+            format!("32:{token}"),
+            "3:l p".to_owned(),
+            "3:150".to_owned(),
+            "1:0".to_owned(),
+        ]
+        .concat();
+        let view = decode(&Value::BulkString(encoded.into_bytes())).unwrap();
+        assert_eq!(view.value.as_deref(), Some(format!("{token}x yz").as_str()));
+        assert_eq!((view.pttl_ms, view.fence, view.limit), (-2, 7, Some(3)));
+        assert_eq!(view.waiters, ["a", "b"]);
+        assert_eq!(view.shares, [(token.to_owned(), "l p".to_owned(), 150)]);
+        assert!(view.permits.is_empty());
+        assert!(decode(&Value::BulkString(b"9:short".to_vec())).is_none());
     }
 
     #[test]

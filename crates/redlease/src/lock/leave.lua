@@ -7,7 +7,7 @@
 redis.call('LREM', KEYS[3], 0, ARGV[1])
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then
-  return {DONE, 0, nonce}
+  return reply(DONE)
 end
 if value == string.sub(ARGV[1], 1, 32) then
   -- Handed to us and not confirmed: a claim carries the bare token.
@@ -17,4 +17,4 @@ if value == string.sub(ARGV[1], 1, 32) then
 elseif not value then
   hand_off(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3])
 end
-return {DONE, 0, nonce}
+return reply(DONE)

@@ -7,12 +7,12 @@ mod scripts;
 
 use std::sync::Arc;
 
-use crate::acquire::{self, Ask, Claim, Earlier};
+use crate::acquire::{self, Ask, Claim, Earlier, Fresh};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::lease::{HandOff, HoldScripts, Lease};
 use crate::options::{Checked, LockOptions};
-use crate::script::Call;
+use crate::script::{Call, Sequence};
 use crate::timing::LeaseTiming;
 use crate::token::Token;
 pub use guard::Guard;
@@ -31,6 +31,15 @@ struct LockClaim {
 }
 
 impl Claim for LockClaim {
+    fn fresh_attempt(&self, lease: &Lease, timing: &LeaseTiming) -> Option<Sequence> {
+        // A fair lock must look at its queue first: only the script can.
+        (!self.fair).then(|| scripts::fresh_acquire(lease, timing))
+    }
+
+    fn fresh_outcome(&self, replies: &[redis::RedisResult<redis::Value>]) -> Fresh {
+        scripts::fresh_outcome(replies)
+    }
+
     fn attempt(
         &self,
         lease: &Lease,

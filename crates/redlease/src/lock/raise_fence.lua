@@ -3,8 +3,8 @@
 -- KEYS[1] fence counter; ARGV[1] fence
 -- Returns DONE | WRONG_TYPE: the counter is not a string
 local current = redis.pcall('GET', KEYS[1])
-if type(current) == 'table' then return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce} end
+if type(current) == 'table' then return wrong_type(1) end
 if (tonumber(current) or 0) < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1])
 end
-return {DONE, 0, nonce}
+return reply(DONE)

@@ -6,16 +6,16 @@
 -- Returns DONE released | GONE already gone | HELD another owner holds it | WRONG_TYPE
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 if value and string.sub(value, 1, #ARGV[1]) ~= ARGV[1] then
-  return {HELD, redis.call('PTTL', KEYS[1]), nonce}
+  return reply(HELD, redis.call('PTTL', KEYS[1]))
 end
 -- Free on this node (ours until now, or expired): the next waiter's, else nobody's.
 if not hand_off(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3]) and value then
   redis.call('DEL', KEYS[1])
 end
 if value then
-  return {DONE, 0, nonce}
+  return reply(DONE)
 end
-return {GONE, 0, nonce}
+return reply(GONE)

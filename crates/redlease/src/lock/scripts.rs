@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use crate::acquire::Earlier;
+use redis::{RedisResult, Value};
+
+use crate::acquire::{Earlier, Fresh};
 use crate::keys::{Keys, Suffix};
 use crate::lease::{HandOff, HoldScripts, Lease};
-use crate::script::{Call, Code, Reply, Script};
+use crate::script::{Call, Code, Joined, Reply, Script, Sequence};
 use crate::timing::LeaseTiming;
 
 /// `SHARED`, the value of a lock key that readers share (for every script that may see or set
@@ -121,6 +123,36 @@ pub(crate) fn giving_back(call: Call, lease: &Lease, who: &str) -> Call {
     hand_off_args(call.arg(who), lease.hand_off())
 }
 
+/// The first attempt of a plain lock, without a script: `SET lock <token><label> NX PX ttl`
+/// then `INCR fence`. When the lock is held, the counter is still raised: fences grow
+/// strictly with every grant but may skip numbers.
+pub(crate) fn fresh_acquire(lease: &Lease, timing: &LeaseTiming) -> Sequence {
+    let keys = lease.keys();
+    let mut set = redis::cmd("SET");
+    set.arg(keys.lock())
+        .arg(Joined(lease.token().as_str(), lease.label()))
+        .arg("NX")
+        .arg("PX")
+        .arg(timing.millis);
+    let mut incr = redis::cmd("INCR");
+    incr.arg(keys.key(Suffix::Fence));
+    Sequence::new([set, incr])
+}
+
+/// Reads [`fresh_acquire`]'s replies: granted when the `SET` was done and the counter gave a
+/// fence; given back when the counter failed (it holds something else, which the script
+/// attempt then reports).
+pub(crate) fn fresh_outcome(replies: &[RedisResult<Value>]) -> Fresh {
+    match replies {
+        [Ok(Value::Okay), Ok(Value::Int(fence))] => match u64::try_from(*fence) {
+            Ok(fence) if fence > 0 => Fresh::Granted(fence),
+            _ => Fresh::Undo,
+        },
+        [Ok(Value::Okay), _] => Fresh::Undo,
+        _ => Fresh::Taken,
+    }
+}
+
 /// Confirms a lock a release handed to this waiter: its value and TTL; read with
 /// [`Reply::ownership`].
 pub(crate) fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
@@ -205,12 +237,34 @@ pub(crate) fn deleted(reply: &Reply) -> Result<Option<String>, ()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn error() -> RedisResult<Value> {
+        Err(redis::RedisError::from((redis::ErrorKind::Io, "WRONGTYPE")))
+    }
+
+    #[test]
+    fn a_fresh_attempt_is_granted_only_with_the_set_done_and_a_positive_fence() {
+        assert_eq!(
+            fresh_outcome(&[Ok(Value::Okay), Ok(Value::Int(7))]),
+            Fresh::Granted(7)
+        );
+        assert_eq!(fresh_outcome(&[Ok(Value::Okay), error()]), Fresh::Undo);
+        assert_eq!(
+            fresh_outcome(&[Ok(Value::Okay), Ok(Value::Int(0))]),
+            Fresh::Undo
+        );
+        assert_eq!(
+            fresh_outcome(&[Ok(Value::Nil), Ok(Value::Int(8))]),
+            Fresh::Taken
+        );
+        assert_eq!(fresh_outcome(&[error(), error()]), Fresh::Taken);
+        assert_eq!(fresh_outcome(&[]), Fresh::Taken);
+    }
+
     #[test]
     fn the_shared_value_is_the_one_the_scripts_write() {
-        assert!(super::SHARED_LUA.contains(&format!("'{}'", super::SHARED)));
-        assert!(
-            super::SHARED.len() > 32
-                && !super::SHARED[..32].contains(|c: char| c.is_ascii_hexdigit())
-        );
+        assert!(SHARED_LUA.contains(&format!("'{}'", SHARED)));
+        assert!(SHARED.len() > 32 && !SHARED[..32].contains(|c: char| c.is_ascii_hexdigit()));
     }
 }

@@ -14,7 +14,7 @@
 --       | WRONG_TYPE: the lock key is not a string
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 if not value then
   -- Shares without the lock key are stale (it was broken, or evicted).
@@ -49,7 +49,7 @@ if value and value ~= SHARED then
     end
     redis.call('PEXPIRE', KEYS[3], ARGV[5])
   end
-  return {HELD, redis.call('PTTL', KEYS[1]), nonce}
+  return reply(HELD, redis.call('PTTL', KEYS[1]))
 end
 local ends = now + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[4], ends, ARGV[1])
@@ -61,4 +61,4 @@ expire_with_last(KEYS[4], {KEYS[1], KEYS[4], KEYS[5]})
 if ARGV[6] == '1' then
   redis.call('LREM', KEYS[3], 0, ARGV[4])
 end
-return {DONE, tonumber(redis.pcall('GET', KEYS[2])) or 0, nonce}
+return reply(DONE, tonumber(redis.pcall('GET', KEYS[2])) or 0)

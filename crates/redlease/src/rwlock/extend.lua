@@ -11,11 +11,11 @@ end
 local now = server_ms()
 local ends = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]))
 if not ends or ends <= now then
-  return {GONE, 0, nonce}
+  return reply(GONE, 0)
 end
 redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[2]), ARGV[1])
 if ARGV[3] then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 end
 expire_with_last(KEYS[2], {KEYS[1], KEYS[2], KEYS[3]})
-return {DONE, 0, nonce}
+return reply(DONE, 0)

@@ -10,9 +10,9 @@ local token = string.sub(ARGV[1], 1, 32)
 if #ARGV[1] > 32 then
   redis.call('LREM', KEYS[3], 0, ARGV[1])
 end
-local refused = not_shared(KEYS[1])
+local refused, free = not_shared(KEYS[1])
 if refused then
-  if refused[1] == GONE then
+  if free then
     -- Free: the next waiters' now.
     hand_off(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3])
   end
@@ -27,6 +27,6 @@ if not expire_with_last(KEYS[4], {KEYS[1], KEYS[4], KEYS[5]}) then
   hand_off(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3])
 end
 if ends and ends > now then
-  return {DONE, 0, nonce}
+  return reply(DONE, 0)
 end
-return {GONE, 0, nonce}
+return reply(GONE, 0)

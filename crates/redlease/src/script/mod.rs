@@ -52,8 +52,7 @@ impl Script {
 
     /// A call of this script on `keys`; add its arguments with [`Call::arg`].
     pub(crate) fn call<K: ToRedisArgs>(&'static self, keys: &[K]) -> Call {
-        static NONCES: AtomicU64 = AtomicU64::new(1);
-        let nonce = NONCES.fetch_add(1, Ordering::Relaxed);
+        let nonce = next_nonce();
         // Room for a typical call (the hash, a few keys and arguments), so that building it
         // does not grow its buffers again and again.
         let mut cmd = Cmd::with_capacity(12, 256);
@@ -66,6 +65,79 @@ impl Script {
             script: self,
             cmd,
             nonce,
+        }
+    }
+}
+
+/// Two strings written as one argument, without joining them first.
+pub(crate) struct Joined<'a>(pub(crate) &'a str, pub(crate) &'a str);
+
+impl ToRedisArgs for Joined<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg.write_all(self.0.as_bytes());
+        let _ = arg.write_all(self.1.as_bytes());
+    }
+}
+
+/// A number unique to one request within this process.
+fn next_nonce() -> u64 {
+    static NONCES: AtomicU64 = AtomicU64::new(1);
+    NONCES.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Plain commands sent in order on one connection, followed by `ECHO <nonce>`: their replies
+/// are believed only if the last one is the nonce. A reply lost or swallowed anywhere before
+/// it shifts every later reply by one, so the echo would answer another request.
+pub(crate) struct Sequence {
+    pipe: redis::Pipeline,
+    nonce: u64,
+}
+
+impl Sequence {
+    pub(crate) fn new(cmds: impl IntoIterator<Item = Cmd>) -> Self {
+        let nonce = next_nonce();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for cmd in cmds {
+            pipe.add_command(cmd);
+        }
+        pipe.cmd("ECHO").arg(nonce);
+        Self { pipe, nonce }
+    }
+
+    /// The commands and the echo, to send (more may follow them on the same connection, such
+    /// as `WAIT`).
+    pub(crate) fn pipe(&self) -> &redis::Pipeline {
+        &self.pipe
+    }
+
+    /// The first key of the first command (`SET key …`), to follow a Cluster redirection.
+    pub(crate) fn first_key(&self) -> Option<Vec<u8>> {
+        match self.pipe.cmd_iter().next()?.args_iter().nth(1) {
+            Some(Arg::Simple(key)) => Some(key.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// Checks the replies (of the commands and the echo, in order) and returns the
+    /// commands' own.
+    pub(crate) fn replies(
+        &self,
+        mut replies: Vec<redis::RedisResult<Value>>,
+    ) -> Result<Vec<redis::RedisResult<Value>>, Unreadable> {
+        let echoed = match replies.pop() {
+            Some(Ok(Value::BulkString(echo))) => std::str::from_utf8(&echo)
+                .ok()
+                .and_then(|echo| echo.parse::<u64>().ok()),
+            _ => None,
+        };
+        if echoed == Some(self.nonce) {
+            Ok(replies)
+        } else {
+            Err(Unreadable::OutOfStep)
         }
     }
 }
@@ -120,45 +192,38 @@ impl Call {
         }
     }
 
-    /// Reads the script's reply `{code, detail, nonce}`.
+    /// Reads the script's reply, `"nonce code detail"`.
     pub(crate) fn reply(&self, value: Value) -> Result<Reply, Unreadable> {
-        let Value::Array(mut items) = value else {
+        let Value::BulkString(bytes) = value else {
             return Err(Unreadable::Malformed);
         };
-        let echoed = match items.pop() {
-            Some(Value::BulkString(echo)) => std::str::from_utf8(&echo)
-                .ok()
-                .and_then(|echo| echo.parse::<u64>().ok()),
-            _ => None,
-        };
-        if echoed != Some(self.nonce) {
+        let text = std::str::from_utf8(&bytes).map_err(|_| Unreadable::Malformed)?;
+        let mut fields = text.splitn(3, ' ');
+        if fields.next().and_then(|echo| echo.parse::<u64>().ok()) != Some(self.nonce) {
             return Err(Unreadable::OutOfStep);
         }
-        let [Value::Int(code), detail] =
-            <[Value; 2]>::try_from(items).map_err(|_| Unreadable::Malformed)?
-        else {
-            return Err(Unreadable::Malformed);
-        };
+        let code = fields.next().ok_or(Unreadable::Malformed)?;
+        let detail = fields.next().ok_or(Unreadable::Malformed)?;
         let code = match code {
-            1 => Code::Done,
-            0 => Code::Gone,
-            -1 => Code::Held,
-            -2 => {
-                let Value::Array(found) = detail else {
-                    return Err(Unreadable::Malformed);
-                };
-                return match found.as_slice() {
-                    [Value::Int(position), kind] => Err(Unreadable::WrongType {
-                        key: usize::try_from(*position)
-                            .ok()
-                            .and_then(|p| self.key(p))
-                            .unwrap_or_default(),
-                        found: text(kind).unwrap_or_else(|| "value".to_owned()),
-                    }),
-                    _ => Err(Unreadable::Malformed),
-                };
+            "1" => Code::Done,
+            "0" => Code::Gone,
+            "-1" => Code::Held,
+            "-2" => {
+                let (position, kind) = detail.split_once(' ').ok_or(Unreadable::Malformed)?;
+                return Err(Unreadable::WrongType {
+                    key: position
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|p| self.key(p))
+                        .unwrap_or_default(),
+                    found: kind.to_owned(),
+                });
             }
             _ => return Err(Unreadable::Malformed),
+        };
+        let detail = match detail.parse::<i64>() {
+            Ok(number) => Value::Int(number),
+            Err(_) => Value::BulkString(detail.as_bytes().to_vec()),
         };
         Ok(Reply { code, detail })
     }
@@ -212,6 +277,7 @@ fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
         _ => None,
     }
 }
@@ -243,7 +309,7 @@ pub(crate) fn is_redirect(e: &redis::RedisError) -> bool {
 mod tests {
     use super::*;
 
-    static ECHO: Script = Script::new(&["return {DONE, 0, nonce}"]);
+    static ECHO: Script = Script::new(&["return reply(DONE)"]);
 
     fn simple_args(cmd: &Cmd) -> Vec<Vec<u8>> {
         cmd.args_iter()
@@ -254,18 +320,14 @@ mod tests {
             .collect()
     }
 
-    fn reply_to(call: &Call, code: i64, detail: Value) -> Value {
-        Value::Array(vec![
-            Value::Int(code),
-            detail,
-            Value::BulkString(call.nonce.to_string().into_bytes()),
-        ])
+    fn reply_to(call: &Call, code: i64, detail: &str) -> Value {
+        Value::BulkString(format!("{} {code} {detail}", call.nonce).into_bytes())
     }
 
     #[test]
     fn every_script_starts_with_the_prelude() {
         assert!(ECHO.source().starts_with(PRELUDE));
-        assert!(ECHO.source().ends_with("return {DONE, 0, nonce}"));
+        assert!(ECHO.source().ends_with("return reply(DONE)"));
         assert_eq!(ECHO.hash().len(), 40);
     }
 
@@ -297,43 +359,64 @@ mod tests {
         let second = ECHO.call(&["k"]);
         assert_ne!(first.nonce, second.nonce);
         assert_eq!(
-            first.reply(reply_to(&first, 1, Value::Int(7))),
+            first.reply(reply_to(&first, 1, "7")),
             Ok(Reply {
                 code: Code::Done,
                 detail: Value::Int(7)
             })
         );
         assert_eq!(
-            second.reply(reply_to(&first, 1, Value::Int(7))),
+            second.reply(reply_to(&first, 1, "7")),
             Err(Unreadable::OutOfStep)
         );
         assert_eq!(first.reply(Value::Int(1)), Err(Unreadable::Malformed));
         assert_eq!(
-            first.reply(Value::Array(vec![])),
+            first.reply(Value::BulkString(Vec::new())),
             Err(Unreadable::OutOfStep)
         );
         assert_eq!(
-            first.reply(reply_to(&first, 9, Value::Int(0))),
+            first.reply(reply_to(&first, 9, "0")),
             Err(Unreadable::Malformed)
         );
+    }
+
+    #[test]
+    fn a_sequence_is_believed_only_with_its_echo_last() {
+        let sequence = Sequence::new([redis::cmd("SET"), redis::cmd("INCR")]);
+        let echo = |nonce: u64| Ok(Value::BulkString(nonce.to_string().into_bytes()));
+        let ok = || Ok(Value::Okay);
+        assert_eq!(
+            sequence.replies(vec![ok(), Ok(Value::Int(3)), echo(sequence.nonce)]),
+            Ok(vec![ok(), Ok(Value::Int(3))])
+        );
+        assert_eq!(
+            sequence.replies(vec![ok(), Ok(Value::Int(3)), echo(sequence.nonce + 1)]),
+            Err(Unreadable::OutOfStep)
+        );
+        assert_eq!(sequence.replies(vec![]), Err(Unreadable::OutOfStep));
     }
 
     #[test]
     fn codes_mean_the_same_in_every_script() {
         use crate::outcome::Lost;
         let call = ECHO.call(&["lock", "fence"]);
-        let code = |c| call.reply(reply_to(&call, c, Value::Int(5))).unwrap();
+        let code = |c| call.reply(reply_to(&call, c, "5")).unwrap();
         assert_eq!(code(1).ownership(), Ok(()));
         assert_eq!(code(0).ownership(), Err(Lost::Expired));
         assert_eq!(code(-1).ownership(), Err(Lost::HeldByOther));
         assert_eq!(code(-1).number(), Some(5));
-        let wrong = Value::Array(vec![Value::Int(2), Value::SimpleString("list".to_owned())]);
         assert_eq!(
-            call.reply(reply_to(&call, -2, wrong)),
+            call.reply(reply_to(&call, -2, "2 list")),
             Err(Unreadable::WrongType {
                 key: "fence".to_owned(),
                 found: "list".to_owned()
             })
         );
+        let value = call
+            .reply(reply_to(&call, 1, "0123 holder with spaces"))
+            .unwrap();
+        assert_eq!(value.text().as_deref(), Some("0123 holder with spaces"));
+        let big = call.reply(reply_to(&call, 1, "9007199254740993")).unwrap();
+        assert_eq!(big.number(), Some(9_007_199_254_740_993));
     }
 }

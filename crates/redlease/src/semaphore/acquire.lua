@@ -9,15 +9,15 @@
 -- ARGV[6] '1' when the entry may be listed already, ARGV[7] the caller's limit, ARGV[8] '1'
 -- for fair (free permits go to the oldest waiters first), ARGV[9] how long a permit handed to a
 -- waiter is kept for it (ms), ARGV[10] '1' to skip waiters nobody hears
--- Returns DONE, {fence, slot} | HELD, ms until the first permit ends | HELD, {stored limit}
+-- Returns DONE, "fence slot" | HELD, ms until the first permit ends | HELD, "limit N" (the stored
 --       when the caller's limit differs | WRONG_TYPE
 local mine = redis.pcall('ZSCORE', KEYS[1], ARGV[1])
 if type(mine) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 local stored = redis.pcall('HGET', KEYS[2], 'limit')
 if type(stored) == 'table' then
-  return {WRONG_TYPE, {2, redis.call('TYPE', KEYS[2]).ok}, nonce}
+  return wrong_type(2)
 end
 local now = server_ms()
 prune(KEYS[1], KEYS[2], now)
@@ -29,7 +29,7 @@ if redis.call('ZCARD', KEYS[1]) == 0 then
   stored = nil
 end
 if stored and stored ~= limit then
-  return {HELD, {stored}, nonce}
+  return reply(HELD, 'limit ' .. stored)
 end
 redis.call('HSET', KEYS[2], 'limit', limit)
 if ARGV[8] == '1' then
@@ -45,7 +45,7 @@ elseif redis.call('ZCARD', KEYS[1]) < limit then
   slot, fence = grant(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ends, ARGV[3], limit)
   if not slot then
     expire_with_last(KEYS[1], {KEYS[1], KEYS[2]})
-    return {WRONG_TYPE, {3, redis.call('TYPE', KEYS[3]).ok}, nonce}
+    return wrong_type(3)
   end
   -- Permits that ended unreleased may have freed more than this one: the waiters' now.
   hand_permits(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, ARGV[9], ARGV[10])
@@ -58,10 +58,10 @@ else
   end
   expire_with_last(KEYS[1], {KEYS[1], KEYS[2]})
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {HELD, math.max(tonumber(first[2]) - now, 0), nonce}
+  return reply(HELD, math.max(tonumber(first[2]) - now, 0))
 end
 expire_with_last(KEYS[1], {KEYS[1], KEYS[2]})
 if ARGV[6] == '1' then
   redis.call('LREM', KEYS[4], 0, ARGV[4])
 end
-return {DONE, {tonumber(fence), tonumber(slot)}, nonce}
+return reply(DONE, string.format('%d %d', tonumber(fence), tonumber(slot)))

@@ -6,21 +6,21 @@
 -- Returns DONE extended | GONE the permit ended, or is beyond the limit | WRONG_TYPE
 local ends = redis.pcall('ZSCORE', KEYS[1], ARGV[1])
 if type(ends) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 local now = server_ms()
 ends = tonumber(ends)
 if not ends or ends <= now then
-  return {GONE, 0, nonce}
+  return reply(GONE, 0)
 end
 local slot, fence = string.match(redis.call('HGET', KEYS[2], ARGV[1]) or '', '^(%d+) (%d+)')
 local limit = tonumber(redis.call('HGET', KEYS[2], 'limit'))
 if slot and limit and tonumber(slot) >= limit then
-  return {GONE, 0, nonce}
+  return reply(GONE, 0)
 end
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
 if ARGV[3] and slot then
   redis.call('HSET', KEYS[2], ARGV[1], slot .. ' ' .. fence .. ' ' .. ARGV[3])
 end
 expire_with_last(KEYS[1], {KEYS[1], KEYS[2]})
-return {DONE, 0, nonce}
+return reply(DONE, 0)

@@ -95,38 +95,23 @@ impl Claim for PermitClaim {
         scripts::acquire(lease, timing, entry, earlier, self.limit, self.fair)
     }
 
-    /// `DONE {fence, slot}`; `HELD` with the time until the first permit ends, or with
-    /// `{stored limit}` when the holders use another limit.
+    /// `DONE "fence slot"`; `HELD` with the time until the first permit ends, or with
+    /// `"limit N"` when the holders use another limit.
     fn vote(&self, reply: &Reply) -> Option<Vote> {
-        let numbers = |detail: &redis::Value| -> Option<Vec<u64>> {
-            match detail {
-                redis::Value::Array(items) => items
-                    .iter()
-                    .map(|item| match item {
-                        redis::Value::Int(n) => u64::try_from(*n).ok(),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => None,
-            }
-        };
         match (reply.code, reply.number()) {
             (Code::Done, _) => {
-                let [fence, slot] = <[u64; 2]>::try_from(numbers(&reply.detail)?).ok()?;
-                self.slot
-                    .store(u32::try_from(slot).ok()?, Ordering::Release);
-                Some(Vote::Granted(fence))
+                let granted = reply.text()?;
+                let (fence, slot) = granted.split_once(' ')?;
+                self.slot.store(slot.parse().ok()?, Ordering::Release);
+                Some(Vote::Granted(fence.parse().ok()?))
             }
             (Code::Held, Some(ms)) => Some(Vote::Held(
                 u64::try_from(ms).ok().map(Duration::from_millis),
             )),
-            (Code::Held, None) => {
-                let [stored] = <[u64; 1]>::try_from(numbers(&reply.detail)?).ok()?;
-                Some(Vote::Fatal(Error::LimitMismatch {
-                    asked: self.limit,
-                    stored: u32::try_from(stored).ok()?,
-                }))
-            }
+            (Code::Held, None) => Some(Vote::Fatal(Error::LimitMismatch {
+                asked: self.limit,
+                stored: reply.text()?.strip_prefix("limit ")?.parse().ok()?,
+            })),
             (Code::Gone, _) => None,
         }
     }

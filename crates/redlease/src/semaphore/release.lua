@@ -11,7 +11,7 @@ if #ARGV[1] > 32 then
 end
 local ends = redis.pcall('ZSCORE', KEYS[1], token)
 if type(ends) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 local now = server_ms()
 ends = tonumber(ends)
@@ -21,6 +21,6 @@ prune(KEYS[1], KEYS[2], now)
 hand_permits(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, ARGV[2], ARGV[3])
 expire_with_last(KEYS[1], {KEYS[1], KEYS[2]})
 if ends and ends > now then
-  return {DONE, 0, nonce}
+  return reply(DONE, 0)
 end
-return {GONE, 0, nonce}
+return reply(GONE, 0)

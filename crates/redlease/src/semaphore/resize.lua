@@ -9,16 +9,16 @@
 -- effect) | WRONG_TYPE
 local held = redis.pcall('ZCARD', KEYS[1])
 if type(held) == 'table' then
-  return {WRONG_TYPE, {1, redis.call('TYPE', KEYS[1]).ok}, nonce}
+  return wrong_type(1)
 end
 local now = server_ms()
 prune(KEYS[1], KEYS[2], now)
 if redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[2])
-  return {GONE, 0, nonce}
+  return reply(GONE, 0)
 end
 local previous = tonumber(redis.call('HGET', KEYS[2], 'limit')) or 0
 redis.call('HSET', KEYS[2], 'limit', ARGV[1])
 hand_permits(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, ARGV[2], ARGV[3])
 expire_with_last(KEYS[1], {KEYS[1], KEYS[2]})
-return {DONE, previous, nonce}
+return reply(DONE, previous)

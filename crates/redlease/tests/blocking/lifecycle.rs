@@ -196,6 +196,7 @@ fn clients_and_guards_cross_threads() {
         .collect();
     let mut fences: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap().1).collect();
     fences.sort_unstable();
-    assert_eq!(fences, [1, 2, 3, 4], "each holder got its own fence");
+    fences.dedup();
+    assert_eq!(fences.len(), 4, "each holder got its own fence: {fences:?}");
     assert_eq!(get(&server, "redlease:{shared}"), None);
 }

@@ -16,7 +16,7 @@ pub(crate) const MINIMAL_ACL: &str = "resetkeys ~redlease:* resetchannels &redle
      +lpop +rpush +lrem +lpos +lindex +lrange +llen \
      +time +pexpireat +zadd +zrem +zscore +zcard +zrange +zrangebyscore +zremrangebyscore \
      +hset +hget +hdel +hgetall \
-     +subscribe +unsubscribe +scan +wait";
+     +subscribe +unsubscribe +scan +wait +echo";
 
 /// Creates `user` with `password` and `rules` on the server at `url`.
 pub(crate) async fn create_user(url: &str, user: &str, password: &str, rules: &str) {

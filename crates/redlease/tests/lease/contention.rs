@@ -54,7 +54,12 @@ async fn sixteen_tasks_never_overlap_and_no_increment_is_lost() {
     assert_eq!(overlaps.load(Ordering::SeqCst), 0);
     assert_eq!(counter, TASKS * ROUNDS);
     let fence: u64 = conn.get("redlease:{counter-lock}:fence").await.unwrap();
-    assert_eq!(fence, TASKS * ROUNDS, "one fence per acquisition");
+    // Every grant draws one fence; a first attempt that met the lock held may draw one more.
+    assert!(
+        (TASKS * ROUNDS..=2 * TASKS * ROUNDS).contains(&fence),
+        "{fence} fences for {} acquisitions",
+        TASKS * ROUNDS
+    );
 }
 
 #[tokio::test]
@@ -143,6 +148,7 @@ async fn a_waiter_never_sleeps_past_the_holders_expiry() {
 async fn a_waiter_gets_the_lock_after_a_release() {
     let (_server, client) = setup().await;
     let holder = client.try_acquire("handoff", 30 * SECOND).await.unwrap();
+    let holder_fence = holder.fence();
     let waiter = {
         let client = client.clone();
         tokio::spawn(async move { client.acquire("handoff", &LockOptions::new(SECOND)).await })
@@ -154,5 +160,5 @@ async fn a_waiter_gets_the_lock_after_a_release() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(guard.fence(), 2);
+    assert!(guard.fence() > holder_fence);
 }
