@@ -146,7 +146,7 @@ fn decode(detail: &Value) -> Option<NodeView> {
     let limit = fields.text()?;
     let mut list = |items_per_entry: usize| -> Option<Vec<String>> {
         let count: usize = fields.text()?.parse().ok()?;
-        if count % items_per_entry != 0 {
+        if !count.is_multiple_of(items_per_entry) {
             return None;
         }
         (0..count).map(|_| fields.text()).collect()

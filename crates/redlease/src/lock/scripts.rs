@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_shared_value_is_the_one_the_scripts_write() {
-        assert!(SHARED_LUA.contains(&format!("'{}'", SHARED)));
+        assert!(SHARED_LUA.contains(&format!("'{SHARED}'")));
         assert!(SHARED.len() > 32 && !SHARED[..32].contains(|c: char| c.is_ascii_hexdigit()));
     }
 }
