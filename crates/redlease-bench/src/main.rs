@@ -21,7 +21,7 @@
 //!   where that cannot be done). The idle gaps of every row, as one curve per library and hold
 //!   time, go to an SVG next to the report.
 //! - S4: S1 and S2 on 3 and 5 nodes (Redlock) for the libraries that support several.
-//! - R1: 10,000 leases kept alive on one client: redlease's batched auto-renewal against one
+//! - R1: 100,000 leases kept alive on one client: redlease's batched auto-renewal against one
 //!   timer per lease; round trips, Redis commands, client CPU and memory per lease.
 //! - P1, P2: the semaphore and the read-write lock against the lock (see `primitives.rs`).
 
@@ -82,7 +82,7 @@ usage: redlease-bench [--quick | --full] [--only S1,S2,S3,H1,S4,R1] [--libs NAME
                   with the `wire` row and python-redis-lock, whose first run creates
                   target/redlease-bench/venv with python3 -m venv and pip),
                   H1 (S3 for redlease with each handoff split into its steps),
-                  S4 (S1 and S2 on several nodes), R1 (10,000 auto-renewed leases),
+                  S4 (S1 and S2 on several nodes), R1 (100,000 auto-renewed leases),
                   P1 (a semaphore of 3, 8 workers, beside the lock), P2 (90 % reads through
                   a read-write lock, against the lock)
   --libs LIST     variants to run, by name or name prefix (raw, redlease, rslock, redlock,
@@ -90,6 +90,8 @@ usage: redlease-bench [--quick | --full] [--only S1,S2,S3,H1,S4,R1] [--libs NAME
   --nodes LIST    node counts for S4 (default 1,3,5; 1-node rows reuse S1/S2's when they ran)
   --warmup SECS   override the warm-up per row (and R1's settle time)
   --measure SECS  override the measured time per row (and R1's window)
+  --r1-leases N   how many leases R1 keeps alive (default 100000)
+  --r1-ttl SECS   their TTL; each is renewed every third of it (default 3)
   --out FILE      also write the markdown report to FILE
   --svg FILE      write S3's idle-gap distributions as an SVG to FILE (default with --out:
                   beside it, named after it: BENCHMARKS.md -> BENCHMARKS-idle-gaps.svg)
@@ -148,6 +150,10 @@ struct Args {
     nodes: Vec<usize>,
     out: Option<PathBuf>,
     svg: Option<PathBuf>,
+    /// How many leases R1 keeps alive.
+    r1_leases: usize,
+    /// Their TTL.
+    r1_ttl: Duration,
 }
 
 impl Args {
@@ -162,6 +168,8 @@ impl Args {
             nodes: S4_NODES.to_vec(),
             out: None,
             svg: None,
+            r1_leases: renewal::LEASES,
+            r1_ttl: renewal::TTL,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -190,6 +198,13 @@ impl Args {
                 "--measure" => parsed.measure = Some(seconds(flag, &value()?)?),
                 "--out" => parsed.out = Some(PathBuf::from(value()?)),
                 "--svg" => parsed.svg = Some(PathBuf::from(value()?)),
+                "--r1-ttl" => parsed.r1_ttl = seconds(flag, &value()?)?,
+                "--r1-leases" => {
+                    parsed.r1_leases = match value()?.replace('_', "").parse() {
+                        Ok(n) if n > 0 => n,
+                        _ => return Err("--r1-leases needs a positive count".to_owned()),
+                    };
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -483,7 +498,7 @@ fn renewal_section(args: &Args) -> String {
         .map(|mode| {
             eprint!("[R1] {} ... ", mode.label());
             let t = Instant::now();
-            let r = renewal::measure(mode, settle, window);
+            let r = renewal::measure(mode, args.r1_leases, args.r1_ttl, settle, window);
             match &r {
                 Ok(r) => eprintln!(
                     "{} round trips/s, CPU {} ({:.1} s)",
@@ -499,9 +514,9 @@ fn renewal_section(args: &Args) -> String {
         .collect();
     let title = format!(
         "R1 — renewal: {} leases held at once with auto-renewal on one client",
-        report::thousands(stats::as_f64(renewal::LEASES as u64))
+        report::thousands(stats::as_f64(args.r1_leases as u64))
     );
-    report::renewal_table(&title, &rows)
+    report::renewal_table(&title, (args.r1_leases, args.r1_ttl), &rows)
 }
 
 /// S4 for every multi-node variant; the markdown table.

@@ -1,4 +1,5 @@
-//! R1: keeping [`LEASES`] leases alive at once on one client and one node, two ways:
+//! R1: keeping many leases ([`LEASES`] unless `--r1-leases` says otherwise) alive at once on
+//! one client and one node, two ways:
 //!
 //! - **batched**: redlease's `auto_renew(true)`: one renewer task per client extends every
 //!   due lease every `ttl / 3`, in one pipelined round trip per node;
@@ -29,9 +30,9 @@ use ::redlease::redis::{self, Cmd, Pipeline, RedisFuture, Value};
 use ::redlease::{CancellationToken, Client, Guard, LockOptions, Retry};
 use tokio::task::JoinHandle;
 
-/// Leases held at once.
-pub(crate) const LEASES: usize = 10_000;
-/// Their TTL: redlease renews every third of it, 1 s.
+/// Leases held at once, by default.
+pub(crate) const LEASES: usize = 100_000;
+/// Their TTL by default: redlease renews every third of it, 1 s.
 pub(crate) const TTL: Duration = Duration::from_secs(3);
 /// Acquisitions in flight at once while setting up.
 const CONCURRENCY: usize = 64;
@@ -42,10 +43,10 @@ const CHILD_GRACE: Duration = Duration::from_mins(1);
 /// Pause between connecting and the first `VmRSS` reading, so connection set-up is done.
 const QUIET: Duration = Duration::from_millis(200);
 
-/// The renewal interval: how often each lease is extended (a third of the TTL, as
+/// The renewal interval for `ttl`: how often each lease is extended (a third of the TTL, as
 /// [`LockOptions::auto_renew`] documents).
-pub(crate) fn interval() -> Duration {
-    TTL / 3
+pub(crate) fn interval(ttl: Duration) -> Duration {
+    ttl / 3
 }
 
 /// How the leases are kept alive.
@@ -94,6 +95,8 @@ pub(crate) struct ChildArgs {
     pub(crate) url: String,
     /// How many leases.
     pub(crate) leases: usize,
+    /// Their TTL.
+    pub(crate) ttl: Duration,
     /// Time between the last acquisition and the measurement window.
     pub(crate) settle: Duration,
     /// Length of the measurement window.
@@ -107,6 +110,7 @@ impl ChildArgs {
             self.mode.arg().to_owned(),
             self.url.clone(),
             self.leases.to_string(),
+            self.ttl.as_secs_f64().to_string(),
             self.settle.as_secs_f64().to_string(),
             self.window.as_secs_f64().to_string(),
         ]
@@ -114,9 +118,9 @@ impl ChildArgs {
 
     /// Parses what [`to_args`](Self::to_args) produced.
     fn parse(args: &[String]) -> Result<Self, String> {
-        let [mode, url, leases, settle, window] = args else {
+        let [mode, url, leases, ttl, settle, window] = args else {
             return Err(format!(
-                "R1 child: expected 5 arguments, got {}",
+                "R1 child: expected 6 arguments, got {}",
                 args.len()
             ));
         };
@@ -132,6 +136,7 @@ impl ChildArgs {
             leases: leases
                 .parse()
                 .map_err(|_| format!("R1 child: {leases:?} is not a count"))?,
+            ttl: secs(ttl)?,
             settle: secs(settle)?,
             window: secs(window)?,
         })
@@ -143,6 +148,8 @@ impl ChildArgs {
 pub(crate) struct RenewalResult {
     /// Leases acquired.
     pub(crate) leases: u64,
+    /// Their TTL (ms).
+    pub(crate) ttl_ms: u64,
     /// Time to acquire them all (s).
     pub(crate) setup_s: f64,
     /// Length of the measurement window, as slept (s).
@@ -184,7 +191,7 @@ impl RenewalResult {
 
     /// Round trips per renewal interval (one node).
     pub(crate) fn round_trips_per_tick(&self) -> f64 {
-        self.round_trips_per_s() * interval().as_secs_f64()
+        self.round_trips_per_s() * self.interval().as_secs_f64()
     }
 
     /// Commands the client sent per second, pipelined or not: about one per renewal.
@@ -198,7 +205,7 @@ impl RenewalResult {
         if self.leases == 0 {
             return 0.0;
         }
-        self.sent_per_s() * interval().as_secs_f64() / crate::stats::as_f64(self.leases)
+        self.sent_per_s() * self.interval().as_secs_f64() / crate::stats::as_f64(self.leases)
     }
 
     /// Commands per round trip (the average pipeline size, single commands included).
@@ -232,12 +239,18 @@ impl RenewalResult {
     }
 
     /// The `r1 KEY VALUE` lines a child prints (unknown values are left out).
+    /// The leases' renewal interval.
+    pub(crate) fn interval(&self) -> Duration {
+        interval(Duration::from_millis(self.ttl_ms))
+    }
+
     pub(crate) fn to_lines(&self) -> String {
         let mut out = String::new();
         let mut put = |key: &str, value: String| {
             let _ = writeln!(out, "r1 {key} {value}");
         };
         put("leases", self.leases.to_string());
+        put("ttl_ms", self.ttl_ms.to_string());
         put("setup_s", self.setup_s.to_string());
         put("window_s", self.window_s.to_string());
         put("singles", self.singles.to_string());
@@ -287,6 +300,7 @@ impl RenewalResult {
             };
             match key {
                 "leases" => r.leases = int()?,
+                "ttl_ms" => r.ttl_ms = int()?,
                 "setup_s" => r.setup_s = float()?,
                 "window_s" => r.window_s = float()?,
                 "singles" => r.singles = int()?,
@@ -306,6 +320,7 @@ impl RenewalResult {
         }
         for required in [
             "leases",
+            "ttl_ms",
             "setup_s",
             "window_s",
             "singles",
@@ -333,6 +348,8 @@ fn per_second(n: u64, secs: f64) -> f64 {
 /// Runs one approach in a child process on a fresh server, and returns what it measured.
 pub(crate) fn measure(
     mode: Mode,
+    leases: usize,
+    ttl: Duration,
     settle: Duration,
     window: Duration,
 ) -> Result<RenewalResult, String> {
@@ -341,7 +358,8 @@ pub(crate) fn measure(
     let args = ChildArgs {
         mode,
         url: server.url(),
-        leases: LEASES,
+        leases,
+        ttl,
         settle,
         window,
     };
@@ -522,6 +540,7 @@ async fn child(args: &ChildArgs) -> Result<RenewalResult, String> {
     let delta = |i: usize| rt_after[i].saturating_sub(rt_before[i]);
     Ok(RenewalResult {
         leases: args.leases as u64,
+        ttl_ms: u64::try_from(args.ttl.as_millis()).unwrap_or(u64::MAX),
         setup_s: setup.as_secs_f64(),
         window_s: window.as_secs_f64(),
         singles: delta(0),
@@ -549,7 +568,7 @@ async fn acquire_all(
     stop: &CancellationToken,
     extend_errors: &Arc<AtomicU64>,
 ) -> Result<Vec<Kept>, String> {
-    let options = LockOptions::new(TTL)
+    let options = LockOptions::new(args.ttl)
         .retry(Retry::none())
         .auto_renew(args.mode == Mode::Batched);
     let next = Arc::new(AtomicUsize::new(0));
@@ -559,12 +578,13 @@ async fn acquire_all(
     let mut acquirers = Vec::with_capacity(CONCURRENCY);
     for _ in 0..CONCURRENCY {
         let (client, options, next) = (client.clone(), options.clone(), Arc::clone(&next));
-        let (kept, stop, errors, leases, mode) = (
+        let (kept, stop, errors, leases, mode, ttl) = (
             Arc::clone(&kept),
             stop.clone(),
             Arc::clone(extend_errors),
             args.leases,
             args.mode,
+            args.ttl,
         );
         acquirers.push(tokio::spawn(async move {
             loop {
@@ -580,6 +600,7 @@ async fn acquire_all(
                     Mode::Batched => Kept::Guard(guard),
                     Mode::Timers => Kept::Timer(tokio::spawn(keep_alive(
                         guard,
+                        ttl,
                         stop.clone(),
                         Arc::clone(&errors),
                     ))),
@@ -598,13 +619,18 @@ async fn acquire_all(
 }
 
 /// One lease's own timer: extend every `ttl / 3` until stopped; whether it is still held then.
-async fn keep_alive(mut guard: Guard, stop: CancellationToken, errors: Arc<AtomicU64>) -> bool {
+async fn keep_alive(
+    mut guard: Guard,
+    ttl: Duration,
+    stop: CancellationToken,
+    errors: Arc<AtomicU64>,
+) -> bool {
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            () = tokio::time::sleep(interval()) => {}
+            () = tokio::time::sleep(interval(ttl)) => {}
         }
-        if guard.extend(TTL).await.is_err() {
+        if guard.extend(ttl).await.is_err() {
             errors.fetch_add(1, Ordering::Relaxed);
             if !guard.is_held() {
                 break;
@@ -678,12 +704,13 @@ mod tests {
             mode: Mode::Timers,
             url: "redis://127.0.0.1:7000".to_owned(),
             leases: 10_000,
+            ttl: Duration::from_secs(3),
             settle: Duration::from_secs(1),
             window: Duration::from_millis(10_500),
         };
         assert_eq!(ChildArgs::parse(&args.to_args()), Ok(args));
         assert!(ChildArgs::parse(&["batched".to_owned()]).is_err());
-        let bad: Vec<String> = ["slow", "redis://x", "1", "1", "1"]
+        let bad: Vec<String> = ["slow", "redis://x", "1", "3", "1", "1"]
             .iter()
             .map(|&s| s.to_owned())
             .collect();
@@ -693,6 +720,7 @@ mod tests {
     fn sample() -> RenewalResult {
         RenewalResult {
             leases: 10_000,
+            ttl_ms: 3_000,
             setup_s: 0.8,
             window_s: 10.0,
             singles: 2,
@@ -754,6 +782,6 @@ mod tests {
         };
         assert_eq!(unknown.bytes_per_lease(unknown.rss_end), None);
         assert_eq!(unknown.cpu_pct(), None);
-        assert_eq!(interval(), Duration::from_secs(1));
+        assert_eq!(r.interval(), Duration::from_secs(1));
     }
 }

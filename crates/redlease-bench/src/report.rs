@@ -652,7 +652,11 @@ const R1_BYTES_TARGET: f64 = 1024.0;
 
 /// R1's table: both ways of keeping the leases alive, side by side, and the targets for
 /// redlease's.
-pub(crate) fn renewal_table(title: &str, rows: &[(Mode, Result<RenewalResult, String>)]) -> String {
+pub(crate) fn renewal_table(
+    title: &str,
+    (leases, ttl): (usize, Duration),
+    rows: &[(Mode, Result<RenewalResult, String>)],
+) -> String {
     let mut out = String::new();
     outln!(out, "## {title}");
     outln!(out);
@@ -668,9 +672,9 @@ pub(crate) fn renewal_table(title: &str, rows: &[(Mode, Result<RenewalResult, St
          utime + stime over the window, in % of one core. Memory: `VmRSS` growth per lease, \
          after acquiring / at the end of the window. Not held: guards whose `is_held()` was \
          false at the end.",
-        thousands(crate::stats::as_f64(renewal::LEASES as u64)),
-        secs(renewal::TTL),
-        secs(renewal::interval()),
+        thousands(crate::stats::as_f64(leases as u64)),
+        secs(ttl),
+        secs(renewal::interval(ttl)),
         "renewal",
     );
     outln!(out);

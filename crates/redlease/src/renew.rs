@@ -4,10 +4,10 @@
 //! Schedule (the rules are in `timing`, each lease's bookkeeping in `lease`): a lease is due a
 //! third of its TTL after its last renewal. The renewer wakes when the first lease is due and
 //! takes along every lease that is due *or within half an interval of being due*, so leases
-//! fall into step and share round trips: with 10,000 leases, about two round trips per backend
-//! per interval instead of 10,000. A lease whose deadline passes without a successful renewal
-//! is lost at that instant, whatever the servers are doing; a reply that comes later never
-//! revives it.
+//! fall into step and share round trips: with 10,000 leases, about twenty round trips per
+//! backend per interval (chunks of [`CHUNK`]) instead of 10,000. A lease whose deadline passes
+//! without a successful renewal is lost at that instant, whatever the servers are doing; a
+//! reply that comes later never revives it.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
@@ -129,15 +129,29 @@ async fn run(inner: Weak<Inner>, wake: Arc<Notify>) {
     }
 }
 
-/// One renewal round for `due`, over every backend.
+/// How many extensions one round trip carries at most. A pipeline holds every later request
+/// on its connection behind it until Redis has run all of it, so a round is sent a chunk at a
+/// time and other calls (an acquire with its 10 ms node timeout) get in between: Redis runs
+/// 500 extensions in about 5 ms on the machines of BENCHMARKS.md.
+const CHUNK: usize = 500;
+
+/// One renewal round for `due`, over every backend, a chunk at a time.
 async fn renew(inner: Arc<Inner>, due: Vec<Due>) {
     let Some(quorum) = inner.quorum.upgrade() else {
         return;
     };
+    for chunk in due.chunks(CHUNK) {
+        renew_chunk(&quorum, chunk).await;
+    }
+    inner.wake.notify_one();
+}
+
+/// Renews `due` in one round trip per backend; validity counts from its send.
+async fn renew_chunk(quorum: &Quorum, due: &[Due]) {
     let sent = Instant::now();
     let mut calls = Vec::with_capacity(due.len());
     let mut latest_deadline = sent;
-    for item in &due {
+    for item in due {
         calls.push(item.lease.extend_call(item.timing.millis));
         latest_deadline = latest_deadline.max(item.lease.valid_until());
     }
@@ -151,5 +165,4 @@ async fn renew(inner: Arc<Inner>, due: Vec<Due>) {
         }
         item.lease.renewal_finished(sent, &item.timing, renewed);
     }
-    inner.wake.notify_one();
 }

@@ -205,9 +205,12 @@ fn on_a_terminal_the_command_has_the_foreground_and_job_control_stops_and_resume
     // runs out, and `fg` finds the lease gone: 79.
     let sleeper = dir.path().join("sleeper.sh");
     let sleeper_pid = dir.path().join("sleeper-pid");
+    // `exec`: dash forks `sleep` with vfork, and a Ctrl-Z that stops the child between the
+    // fork and its exec leaves the parent in an unstoppable vfork wait, so that no shell
+    // (nor redlease) ever sees the job stop.
     std::fs::write(
         &sleeper,
-        format!("echo $$ > {}\nsleep 30\n", sleeper_pid.display()),
+        format!("echo $$ > {}\nexec sleep 30\n", sleeper_pid.display()),
     )
     .unwrap();
     shell.line(&run("2s", "suspended", &sleeper));

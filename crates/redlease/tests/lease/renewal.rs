@@ -341,3 +341,37 @@ async fn renewal_follows_the_quorum() {
         .expect("lost() must fire");
     assert_eq!(reason, Lost::Unreachable);
 }
+
+#[tokio::test]
+async fn more_leases_than_one_chunk_stay_renewed_and_leave_room_for_acquires() {
+    let (_server, client) = setup().await;
+    // Three chunks of 500 per round, every 400 ms.
+    let mut guards = Vec::new();
+    for n in 0..1_200 {
+        guards.push(
+            client
+                .acquire(&format!("many-{n}"), &renewing(ms(1_200)))
+                .await
+                .unwrap(),
+        );
+    }
+    let started = Instant::now();
+    let mut acquires = 0;
+    while started.elapsed() < ms(3_000) {
+        let other = client.try_acquire("between", SECOND).await.unwrap();
+        assert_eq!(other.release().await.unwrap(), ReleaseOutcome::Released);
+        acquires += 1;
+    }
+    let lost: Vec<_> = guards
+        .iter()
+        .filter(|g| !g.is_held())
+        .map(redlease::Guard::lost_reason)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(3)]
+    );
+    assert!(acquires > 10, "only {acquires} acquires got through in 3 s");
+}
