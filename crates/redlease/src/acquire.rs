@@ -89,13 +89,6 @@ pub(crate) trait Claim: Send + Sync + 'static {
         }
     }
 
-    /// Confirms a hold a release handed to this waiter: the hold gets the waiter's own TTL
-    /// (and value) if it is still the waiter's; read with [`Reply::ownership`].
-    fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call;
-
-    /// Takes the waiter `entry` out of the waiters (the acquire ended without the hold).
-    fn leave(&self, lease: &Lease, entry: &str) -> Call;
-
     /// The mode byte of this claim's waiter entries.
     fn entry_mode(&self) -> char;
 
@@ -136,7 +129,6 @@ pub(crate) async fn acquire<C: Claim>(
     let mut acquisition = Acquisition::new(engine, claim.clone(), lease.clone(), ask);
     let mut unclaimed = Unclaimed {
         engine,
-        claim: &*claim,
         lease: &lease,
         maybe_granted: false,
         listed: None,
@@ -171,15 +163,14 @@ pub(crate) async fn acquire<C: Claim>(
 /// whose request is in flight, and a listed waiter entry. If the acquire ends without a guard
 /// (error or cancellation), the hold is deleted in the background by token, and the entry
 /// leaves the waiters (waking the next one if the lock is free).
-struct Unclaimed<'a, C: Claim> {
+struct Unclaimed<'a> {
     engine: &'a Arc<Engine>,
-    claim: &'a C,
     lease: &'a Arc<Lease>,
     maybe_granted: bool,
     listed: Option<String>,
 }
 
-impl<C: Claim> Drop for Unclaimed<'_, C> {
+impl Drop for Unclaimed<'_> {
     fn drop(&mut self) {
         if self.maybe_granted {
             self.engine.release_in_background(self.lease.clone());
@@ -187,7 +178,7 @@ impl<C: Claim> Drop for Unclaimed<'_, C> {
         if let Some(entry) = &self.listed
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let call = self.claim.leave(self.lease, entry);
+            let call = self.lease.leave_call(entry);
             let engine = self.engine.clone();
             runtime.spawn(async move {
                 engine.quorum().broadcast(call, "leaving the waiters").await;
@@ -367,7 +358,6 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         tracing::trace!(target: "redlease::handoff", name = self.lease.name(), "lease granted");
         let confirm = confirm(
             self.engine.clone(),
-            self.claim.clone(),
             self.lease.clone(),
             self.ask.clone(),
             listed,
@@ -471,16 +461,10 @@ impl<'a, C: Claim> Acquisition<'a, C> {
 /// renewal starts from there (a hold cap from `granted`). A confirmation that finds the lease
 /// gone (it was released meanwhile, or the claim ran out) leaves it to be lost at its
 /// deadline; one that fails to reach the server, likewise.
-async fn confirm<C: Claim>(
-    engine: Arc<Engine>,
-    claim: Arc<C>,
-    lease: Arc<Lease>,
-    ask: Ask,
-    granted: Instant,
-) {
+async fn confirm(engine: Arc<Engine>, lease: Arc<Lease>, ask: Ask, granted: Instant) {
     const CONTEXT: &str = "confirming a handed-over lease";
     let sent = Instant::now();
-    let call = claim.confirm(&lease, &ask.timing);
+    let call = lease.confirm_call(&ask.timing);
     let Some(backend) = engine.quorum().only() else {
         return;
     };

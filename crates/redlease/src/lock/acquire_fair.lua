@@ -13,9 +13,7 @@ if type(value) == 'table' then
 end
 if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'PX', ARGV[2])
-  if ARGV[6] == '1' then
-    redis.call('LREM', KEYS[3], 0, ARGV[4])
-  end
+  unlist_waiter(KEYS[3])
   return reply(DONE, tonumber(redis.call('GET', KEYS[2])) or 0)
 end
 if not value then
@@ -40,10 +38,5 @@ if not value then
     return reply(DONE, fence)
   end
 end
-if ARGV[4] ~= '' then
-  if ARGV[6] ~= '1' or not redis.call('LPOS', KEYS[3], ARGV[4]) then
-    redis.call('RPUSH', KEYS[3], ARGV[4])
-  end
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
-end
+list_waiter(KEYS[3])
 return reply(HELD, redis.call('PTTL', KEYS[1]))

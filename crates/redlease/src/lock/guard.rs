@@ -75,8 +75,8 @@ impl Guard {
     /// an acquire that found the lock held may have used a number up. Send it with every write to the
     /// protected resource and have the resource reject anything not above the largest it saw.
     /// A semaphore permit's fence increases the same way; guard a resource per
-    /// [slot](crate::Permit::slot). A reader's ([`ReadGuard`](crate::ReadGuard)) is the latest
-    /// write grant's: it tells which write the reader follows.
+    /// [slot](crate::Permit::slot). A reader's ([`ReadGuard`](crate::ReadGuard)) is at least the
+    /// latest write grant's and below the next one's: it tells which writes the reader follows.
     pub fn fence(&self) -> u64 {
         self.fence
     }

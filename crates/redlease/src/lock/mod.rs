@@ -21,7 +21,8 @@ pub use inspect::{Holder, LockInfo};
 pub(crate) use inspect::{force_release, inspect, list};
 pub(crate) use scripts::ALL as SCRIPTS;
 pub(crate) use scripts::{
-    HAND_OFF, SHARED_LUA, attempt_args, flag, freeing, giving_back, hand_off_args, waiters_ttl,
+    HAND_OFF, SHARED_LUA, WAITING, attempt_args, flag, freeing, giving_back, hand_off_args,
+    waiters_ttl,
 };
 
 /// The lock's claim: plain (whoever asks first while it is free gets it; wake-ups go to the
@@ -48,14 +49,6 @@ impl Claim for LockClaim {
         earlier: Earlier,
     ) -> Call {
         scripts::acquire(lease, timing, entry, earlier, self.fair)
-    }
-
-    fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
-        scripts::confirm(lease, timing)
-    }
-
-    fn leave(&self, lease: &Lease, entry: &str) -> Call {
-        scripts::leave(lease, entry)
     }
 
     fn entry_mode(&self) -> char {

@@ -17,12 +17,19 @@ pub(crate) const SHARED_LUA: &str = include_str!("shared.lua");
 /// [`SHARED_LUA`] before it.
 pub(crate) const HAND_OFF: &str = include_str!("hand_off.lua");
 
+/// `list_waiter` and `unlist_waiter`, for the waiter entry of every primitive's acquire script.
+pub(crate) const WAITING: &str = include_str!("waiting.lua");
+
 /// The value of a lock key that readers share, as `shared.lua` defines it.
 pub(crate) const SHARED: &str = "--------------------------------shared by readers";
 
-static ACQUIRE: Script = Script::new(&[include_str!("acquire.lua")]);
-static ACQUIRE_FAIR: Script =
-    Script::new(&[SHARED_LUA, HAND_OFF, include_str!("acquire_fair.lua")]);
+static ACQUIRE: Script = Script::new(&[WAITING, include_str!("acquire.lua")]);
+static ACQUIRE_FAIR: Script = Script::new(&[
+    SHARED_LUA,
+    HAND_OFF,
+    WAITING,
+    include_str!("acquire_fair.lua"),
+]);
 static EXTEND: Script = Script::new(&[include_str!("extend.lua")]);
 static CONFIRM: Script = Script::new(&[include_str!("confirm.lua")]);
 static RELEASE: Script = Script::new(&[SHARED_LUA, HAND_OFF, include_str!("release.lua")]);
@@ -46,7 +53,12 @@ pub(crate) static ALL: [&Script; 9] = [
 ];
 
 /// How a lock's lease is extended and released.
-pub(crate) static HOLD: HoldScripts = HoldScripts { extend, release };
+pub(crate) static HOLD: HoldScripts = HoldScripts {
+    extend,
+    release,
+    confirm,
+    leave,
+};
 
 /// How long the waiters list lives without a new entry, at most.
 const WAITERS_TTL_CAP: Duration = Duration::from_secs(3);
@@ -155,7 +167,7 @@ pub(crate) fn fresh_outcome(replies: &[RedisResult<Value>]) -> Fresh {
 
 /// Confirms a lock a release handed to this waiter: its value and TTL; read with
 /// [`Reply::ownership`].
-pub(crate) fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
+fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
     CONFIRM
         .call(&[lease.keys().lock()])
         .arg(lease.token().as_str())
@@ -185,7 +197,7 @@ pub(crate) fn raise_fence(keys: &Keys, fence: u64) -> Call {
 
 /// Takes a waiter's `entry` out of the waiters, handing the lock on if it was handed to this
 /// waiter or is free.
-pub(crate) fn leave(lease: &Lease, entry: &str) -> Call {
+fn leave(lease: &Lease, entry: &str) -> Call {
     let call = freeing(&LEAVE, lease.keys()).arg(entry);
     hand_off_args(call, lease.hand_off())
 }

@@ -43,12 +43,7 @@ if value == SHARED then
   end
 end
 if value and value ~= SHARED then
-  if ARGV[4] ~= '' then
-    if ARGV[6] ~= '1' or not redis.call('LPOS', KEYS[3], ARGV[4]) then
-      redis.call('RPUSH', KEYS[3], ARGV[4])
-    end
-    redis.call('PEXPIRE', KEYS[3], ARGV[5])
-  end
+  list_waiter(KEYS[3])
   return reply(HELD, redis.call('PTTL', KEYS[1]))
 end
 local ends = now + tonumber(ARGV[2])
@@ -58,7 +53,5 @@ if not value then
   redis.call('SET', KEYS[1], SHARED, 'PXAT', ends)
 end
 expire_with_last(KEYS[4], {KEYS[1], KEYS[4], KEYS[5]})
-if ARGV[6] == '1' then
-  redis.call('LREM', KEYS[3], 0, ARGV[4])
-end
+unlist_waiter(KEYS[3])
 return reply(DONE, tonumber(redis.pcall('GET', KEYS[2])) or 0)

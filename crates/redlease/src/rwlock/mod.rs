@@ -36,8 +36,10 @@ pub(crate) use scripts::ALL as SCRIPTS;
 /// - **Writers are preferred.** Once a writer waits, new readers wait behind it, so a stream of
 ///   readers cannot starve it: it gets the lock when the readers before it are done. A freed
 ///   lock goes to the readers at the head of the waiters all at once.
-/// - **A reader's fence** ([`Guard::fence`]) is the latest write grant's: it tells which write the
-///   reader follows (a grant given back in a failed round counts too).
+/// - **A reader's fence** ([`Guard::fence`]) is the fence counter's value: at least the latest
+///   write grant's and below the next one's, so it tells which writes the reader follows (the
+///   counter may have moved without a write: a grant given back in a failed round, a writer's
+///   attempt that found the lock held).
 ///
 /// ```no_run
 /// # async fn example(client: redlease::Client) -> Result<(), redlease::Error> {
@@ -76,14 +78,6 @@ impl Claim for ReadClaim {
         earlier: Earlier,
     ) -> Call {
         scripts::acquire(lease, timing, entry, earlier)
-    }
-
-    fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
-        scripts::confirm(lease, timing)
-    }
-
-    fn leave(&self, lease: &Lease, entry: &str) -> Call {
-        scripts::leave(lease, entry)
     }
 
     fn entry_mode(&self) -> char {

@@ -4,11 +4,19 @@
 use crate::acquire::Earlier;
 use crate::keys::Suffix;
 use crate::lease::{HoldScripts, Lease};
-use crate::lock::{HAND_OFF, SHARED_LUA, attempt_args, freeing, giving_back, hand_off_args};
+use crate::lock::{
+    HAND_OFF, SHARED_LUA, WAITING, attempt_args, freeing, giving_back, hand_off_args,
+};
 use crate::script::{Call, HOLDERS, Script};
 use crate::timing::LeaseTiming;
 
-static ACQUIRE: Script = Script::new(&[SHARED_LUA, HOLDERS, HAND_OFF, include_str!("acquire.lua")]);
+static ACQUIRE: Script = Script::new(&[
+    SHARED_LUA,
+    HOLDERS,
+    HAND_OFF,
+    WAITING,
+    include_str!("acquire.lua"),
+]);
 const SHARE: &str = include_str!("share.lua");
 
 static EXTEND: Script = Script::new(&[SHARED_LUA, HOLDERS, SHARE, include_str!("extend.lua")]);
@@ -24,7 +32,12 @@ static RELEASE: Script = Script::new(&[
 pub(crate) static ALL: [&Script; 3] = [&ACQUIRE, &EXTEND, &RELEASE];
 
 /// How a reader's share is extended and released.
-pub(crate) static HOLD: HoldScripts = HoldScripts { extend, release };
+pub(crate) static HOLD: HoldScripts = HoldScripts {
+    extend,
+    release,
+    confirm,
+    leave,
+};
 
 /// One reader's attempt (see `acquire.lua`): takes a share, or lists `entry` (if any) among
 /// the waiters. Replies as the default [`Claim::vote`](crate::acquire::Claim::vote) reads
@@ -60,7 +73,7 @@ fn extend(lease: &Lease, millis: u64) -> Call {
 }
 
 /// Confirms a share a release handed to this reader: its TTL and label.
-pub(crate) fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
+fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
     extend(lease, timing.millis).arg(lease.label())
 }
 
@@ -75,6 +88,6 @@ fn release(lease: &Lease) -> Call {
 }
 
 /// Takes a reader's `entry` out of the waiters, giving back a share handed to it meanwhile.
-pub(crate) fn leave(lease: &Lease, entry: &str) -> Call {
+fn leave(lease: &Lease, entry: &str) -> Call {
     giving_back(freeing(&RELEASE, lease.keys()), lease, entry)
 }

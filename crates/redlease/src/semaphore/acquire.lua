@@ -50,18 +50,11 @@ elseif redis.call('ZCARD', KEYS[1]) < limit then
   -- Permits that ended unreleased may have freed more than this one: the waiters' now.
   hand_permits(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, ARGV[9], ARGV[10])
 else
-  if ARGV[4] ~= '' then
-    if ARGV[6] ~= '1' or not redis.call('LPOS', KEYS[4], ARGV[4]) then
-      redis.call('RPUSH', KEYS[4], ARGV[4])
-    end
-    redis.call('PEXPIRE', KEYS[4], ARGV[5])
-  end
+  list_waiter(KEYS[4])
   expire_with_last(KEYS[1], {KEYS[1], KEYS[2]})
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return reply(HELD, math.max(tonumber(first[2]) - now, 0))
 end
 expire_with_last(KEYS[1], {KEYS[1], KEYS[2]})
-if ARGV[6] == '1' then
-  redis.call('LREM', KEYS[4], 0, ARGV[4])
-end
+unlist_waiter(KEYS[4])
 return reply(DONE, string.format('%d %d', tonumber(fence), tonumber(slot)))

@@ -116,14 +116,6 @@ impl Claim for PermitClaim {
         }
     }
 
-    fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
-        scripts::confirm(lease, timing)
-    }
-
-    fn leave(&self, lease: &Lease, entry: &str) -> Call {
-        scripts::leave(lease, entry)
-    }
-
     fn entry_mode(&self) -> char {
         's'
     }

@@ -3,13 +3,13 @@
 use crate::acquire::Earlier;
 use crate::keys::{Keys, Suffix};
 use crate::lease::{HandOff, HoldScripts, Lease};
-use crate::lock::{attempt_args, flag, giving_back, hand_off_args};
+use crate::lock::{WAITING, attempt_args, flag, giving_back, hand_off_args};
 use crate::script::{Call, HOLDERS, Script};
 use crate::timing::LeaseTiming;
 
 const PERMITS: &str = include_str!("permits.lua");
 
-static ACQUIRE: Script = Script::new(&[HOLDERS, PERMITS, include_str!("acquire.lua")]);
+static ACQUIRE: Script = Script::new(&[HOLDERS, PERMITS, WAITING, include_str!("acquire.lua")]);
 static EXTEND: Script = Script::new(&[HOLDERS, include_str!("extend.lua")]);
 static RELEASE: Script = Script::new(&[HOLDERS, PERMITS, include_str!("release.lua")]);
 static RESIZE: Script = Script::new(&[HOLDERS, PERMITS, include_str!("resize.lua")]);
@@ -18,7 +18,12 @@ static RESIZE: Script = Script::new(&[HOLDERS, PERMITS, include_str!("resize.lua
 pub(crate) static ALL: [&Script; 4] = [&ACQUIRE, &EXTEND, &RELEASE, &RESIZE];
 
 /// How a permit's lease is extended and released.
-pub(crate) static HOLD: HoldScripts = HoldScripts { extend, release };
+pub(crate) static HOLD: HoldScripts = HoldScripts {
+    extend,
+    release,
+    confirm,
+    leave,
+};
 
 /// A call of a script over the whole semaphore: permits, their info, the fence counter and the
 /// waiters.
@@ -58,7 +63,7 @@ fn extend(lease: &Lease, millis: u64) -> Call {
 }
 
 /// Confirms a permit a release handed to this waiter: its TTL and label.
-pub(crate) fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
+fn confirm(lease: &Lease, timing: &LeaseTiming) -> Call {
     extend(lease, timing.millis).arg(lease.label())
 }
 
@@ -69,7 +74,7 @@ fn release(lease: &Lease) -> Call {
 }
 
 /// Takes a waiter's `entry` out of the waiters, giving back a permit handed to it meanwhile.
-pub(crate) fn leave(lease: &Lease, entry: &str) -> Call {
+fn leave(lease: &Lease, entry: &str) -> Call {
     giving_back(whole(&RELEASE, lease.keys()), lease, entry)
 }
 
