@@ -199,7 +199,7 @@ together with redlease, and `fg` resumes both once the lease is confirmed.
 The command's environment:
   REDLEASE_NAME      the lock's name
   REDLEASE_FENCE     the fencing token (decimal): pass it with every write to the resource you protect
-                     (with --shared: the latest write's fence)
+                     (with --shared: at least the latest write's fence)
   REDLEASE_SLOT      only with --limit: the permit's slot, 0 to N-1, no other holder's (guard a
                      resource per slot: keep the largest fence seen for each slot)
   REDLEASE_DEADLINE  only with --max-hold: Unix time in milliseconds after which the command is not running

@@ -4,7 +4,7 @@
 -- A writer: the lock key is set to the waiter's token for `claim_ms` with the next fence, and
 -- "token fence lock-key" is published on the waiter's channel: the waiter holds the lock from
 -- now on, and confirms it with its own TTL. Readers at the head of the waiters share the lock
--- instead: each gets a share of `claim_ms` in `readers` (the fence is the latest write grant's,
+-- instead: each gets a share of `claim_ms` in `readers` (the fence is the counter's,
 -- unchanged), the lock key holds SHARED (shared.lua) until the last share ends, and each is
 -- told the same way; readers listed behind a writer stay listed (writers are preferred). With
 -- `skip_unheard` ('1', where the server counts every receiver), an entry whose client no longer

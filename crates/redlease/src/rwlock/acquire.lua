@@ -10,7 +10,7 @@
 -- must wait ('' for none), ARGV[5] how long the waiters list lives without a new entry (ms),
 -- ARGV[6] '1' when the entry may be listed already, ARGV[7] how long a lock handed to a waiter
 -- is kept for it (ms), ARGV[8] '1' to skip waiters nobody hears
--- Returns DONE, the fence of the latest write grant | HELD, pttl of the writer's key
+-- Returns DONE, the fence counter (at least the latest write grant's) | HELD, pttl of the writer's key
 --       | WRONG_TYPE: the lock key is not a string
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then

@@ -9,7 +9,7 @@ use crate::outcome::ReleaseOutcome;
 /// A reader's share of a read-write lock, from [`RwLock::read`](crate::RwLock::read). It is a
 /// lease of its own, used through [`Guard`]'s methods (it derefs to one): its deadline, loss
 /// signal, renewal and [`extend`](Guard::extend) concern this share only. Its
-/// [`fence`](Guard::fence) is the latest write grant's. Dropping it releases the share in the
+/// [`fence`](Guard::fence) is at least the latest write grant's. Dropping it releases the share in the
 /// background, as for a [`Guard`].
 #[derive(Debug)]
 #[must_use = "dropping the guard releases the share in the background; keep it while you read"]
