@@ -20,7 +20,8 @@
 //!   `target/redlease-bench/venv` (`python3 -m venv`, pip; the row is skipped, saying why,
 //!   where that cannot be done). The idle gaps of every row, as one curve per library and hold
 //!   time, go to an SVG next to the report.
-//! - S4: S1 and S2 on 3 and 5 nodes (Redlock) for the libraries that support several.
+//! - S4: S1 and S2 on 3 and 5 nodes (Redlock) for the libraries that support several, and S3
+//!   at hold 1 ms there.
 //! - R1: 100,000 leases kept alive on one client: redlease's batched auto-renewal against one
 //!   timer per lease; round trips, Redis commands, client CPU and memory per lease.
 //! - P1, P2: the semaphore and the read-write lock against the lock (see `primitives.rs`).
@@ -54,7 +55,7 @@ const EXIT_FAILURE: u8 = 2;
 /// Tasks in S2.
 const S2_TASKS: usize = 32;
 /// Workers in S3.
-const S3_WORKERS: usize = 8;
+pub(crate) const S3_WORKERS: usize = 8;
 /// Hold times in S3, one table each.
 const S3_HOLDS: [Duration; 2] = [Duration::from_millis(1), Duration::from_millis(10)];
 /// Pause between release and the next attempt in S3.
@@ -82,9 +83,9 @@ usage: redlease-bench [--quick | --full] [--only S1,S2,S3,H1,S4,R1] [--libs NAME
                   with the `wire` row and python-redis-lock, whose first run creates
                   target/redlease-bench/venv with python3 -m venv and pip),
                   H1 (S3 for redlease with each handoff split into its steps),
-                  S4 (S1 and S2 on several nodes), R1 (100,000 auto-renewed leases),
-                  P1 (a semaphore of 3, 8 workers, beside the lock), P2 (90 % reads through
-                  a read-write lock, against the lock)
+                  S4 (S1, S2 and S3 at hold 1 ms on several nodes),
+                  R1 (100,000 auto-renewed leases), P1 (a semaphore of 3, 8 workers, beside
+                  the lock), P2 (90 % reads through a read-write lock, against the lock)
   --libs LIST     variants to run, by name or name prefix (raw, redlease, rslock, redlock,
                   wire, python, ...)
   --nodes LIST    node counts for S4 (default 1,3,5; 1-node rows reuse S1/S2's when they ran)
@@ -454,10 +455,7 @@ fn run(args: &Args, command: &str) -> Result<bool, String> {
                 let mut runs = Vec::with_capacity(S3_HOLDS.len());
                 for hold in S3_HOLDS {
                     let (table, rows) = contention_section(&env, &contended, hold);
-                    clean &= rows.iter().all(|(_, r)| {
-                        r.as_ref()
-                            .map_or(true, |r| r.violations == 0 && r.overlaps == 0)
-                    });
+                    clean &= no_violations(&rows);
                     output.section(&table)?;
                     runs.push((hold, rows));
                 }
@@ -471,8 +469,10 @@ fn run(args: &Args, command: &str) -> Result<bool, String> {
                 }
             }
             Scenario::S4 => {
-                let table = multinode_section(args, &env, &multinode, &s1_rows, &s2_rows);
-                output.section(&table)?;
+                let (tables, no_overlap) =
+                    multinode_section(args, &env, &multinode, &contended, (&s1_rows, &s2_rows));
+                clean &= no_overlap;
+                output.section(&tables)?;
             }
             Scenario::R1 => output.section(&renewal_section(args))?,
             Scenario::P1 => output.section(&primitives::semaphore_section(&env))?,
@@ -519,14 +519,15 @@ fn renewal_section(args: &Args) -> String {
     report::renewal_table(&title, (args.r1_leases, args.r1_ttl), &rows)
 }
 
-/// S4 for every multi-node variant; the markdown table.
+/// S4 for every multi-node variant: S1 and S2, then S3's contention at its first hold time on
+/// each node count above one; the markdown tables, and whether no contended row overlapped.
 fn multinode_section(
     args: &Args,
     env: &Env,
     multinode: &[&Variant],
-    s1_rows: &[Row<PairsResult>],
-    s2_rows: &[Row<PairsResult>],
-) -> String {
+    contended: &[&Variant],
+    (s1_rows, s2_rows): (&[Row<PairsResult>], &[Row<PairsResult>]),
+) -> (String, bool) {
     let (warmup, measure) = args.s4_timing();
     let s4_env = env.with_timing(warmup, measure);
     let rows = multinode_rows(&s4_env, multinode, &args.nodes, s1_rows, s2_rows);
@@ -538,7 +539,21 @@ fn multinode_section(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    report::multinode_table(&title, S2_TASKS, &rows)
+    let mut tables = report::multinode_table(&title, S2_TASKS, &rows);
+    let mut clean = true;
+    for &nodes in args.nodes.iter().filter(|&&n| n > 1) {
+        let on_nodes: Vec<Variant> = contended
+            .iter()
+            .filter(|v| v.lib.fans_out())
+            .map(|v| v.on_nodes(nodes))
+            .collect();
+        let on_nodes: Vec<&Variant> = on_nodes.iter().collect();
+        let (table, rows) = contention_section(&s4_env, &on_nodes, S3_HOLDS[0]);
+        clean &= no_violations(&rows);
+        tables.push('\n');
+        tables.push_str(&table);
+    }
+    (tables, clean)
 }
 
 /// Runs S1 or S2 (`tasks` tasks) for every variant, at the variants' node counts.
@@ -621,13 +636,28 @@ fn prepare_python(contended: &[&Variant]) {
     }
 }
 
-/// Runs S3 with one hold time for every variant; the markdown table and the rows.
+/// Whether no contended row saw two holders at once.
+fn no_violations(rows: &[Row<ContentionResult>]) -> bool {
+    rows.iter().all(|(_, r)| {
+        r.as_ref()
+            .map_or(true, |r| r.violations == 0 && r.overlaps == 0)
+    })
+}
+
+/// Runs S3 with one hold time for every variant (all on the same node count); the markdown
+/// table and the rows.
 fn contention_section(
     env: &Env,
     variants: &[&Variant],
     hold: Duration,
 ) -> (String, Vec<Row<ContentionResult>>) {
-    let label = format!("S3 H={}", report::ms(hold));
+    let nodes = variants.first().map_or(1, |v| v.nodes);
+    let on_nodes = if nodes == 1 {
+        String::new()
+    } else {
+        format!(" {nodes}n")
+    };
+    let label = format!("S3{on_nodes} H={}", report::ms(hold));
     let rows: Vec<_> = variants
         .iter()
         .map(|v| {
@@ -646,8 +676,14 @@ fn contention_section(
         })
         .collect();
     let title = format!(
-        "S3 — contention: {S3_WORKERS} workers (each its own client) on one name, hold {}, \
+        "{} — contention: {S3_WORKERS} workers (each its own client) on one name{}, hold {}, \
          release, think {}",
+        if nodes == 1 { "S3" } else { "S4" },
+        if nodes == 1 {
+            String::new()
+        } else {
+            format!(" on {nodes} nodes (Redlock)")
+        },
         report::ms(hold),
         report::ms(S3_THINK),
     );

@@ -210,6 +210,8 @@ struct Acquisition<'a, C> {
     may_subscribe: bool,
     /// A release handed this waiter the hold.
     handed: Option<Handed>,
+    /// The last wait was cut short to list the waiter again (see [`Acquisition::wait`]).
+    relisted: bool,
 }
 
 impl<'a, C: Claim> Acquisition<'a, C> {
@@ -232,6 +234,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             wakeups: None,
             may_subscribe: true,
             handed: None,
+            relisted: false,
         }
     }
 
@@ -310,7 +313,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         match self
             .engine
             .quorum()
-            .acquire(attempt, raise, timing.valid_until(sent))
+            .acquire(attempt, raise, self.entry_sent_to, timing.valid_until(sent))
             .await
         {
             Round::Granted { fence } if self.lease.extended(sent, &timing) => {
@@ -386,6 +389,18 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             self.wakeups = self.engine.watch(self.lease.token().as_str()).await;
             list_now = self.wakeups.is_some() && self.entry_sent_to.is_none();
         }
+        // A round that the backend listing the waiter granted took the entry off the list (a
+        // grant does), and the round failed elsewhere (several backends): no release would
+        // wake us, so list again at once, but not twice in a row (that would spin while
+        // someone else keeps the other backends).
+        let unlisted = self
+            .entry_sent_to
+            .is_some_and(|backend| refused.granted_on.contains(&backend));
+        if unlisted {
+            self.earlier.listed = false;
+            list_now |= contended && self.wakeups.is_some() && !self.relisted;
+        }
+        self.relisted = unlisted && list_now;
         // A listed waiter that wake-ups reach waits for its hand-off: it comes back only to
         // keep the waiters list alive, or when the holder's lease runs out (the holder may be
         // gone without a release). Otherwise the retry policy's delay is the longest wait.

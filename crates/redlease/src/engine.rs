@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{ConfigError, Error};
+use crate::error::{BackendError, BackendErrorKind, ConfigError, Error};
 use crate::keys::Keys;
 use crate::lease::Lease;
 use crate::outcome::{Lost, ReleaseOutcome};
@@ -98,7 +98,13 @@ impl Engine {
         lease.mark_lost(Lost::Released);
         self.renewer.poke();
         tracing::trace!(target: "redlease::handoff", name = lease.name(), "release sent");
-        let outcome = self.quorum.release(lease.release_call(), None).await;
+        let mut outcome = self.quorum.release(lease.release_call(), None).await;
+        // A connection that broke since its last use (a restarted server) fails the first
+        // command sent on it, and the connection manager reconnects behind it. Releasing is
+        // owner-only, so sending it once more is safe whatever the first one did.
+        if outcome.as_ref().is_err_and(broken_connection) {
+            outcome = self.quorum.release(lease.release_call(), None).await;
+        }
         tracing::trace!(target: "redlease::handoff", name = lease.name(), "release replied");
         outcome
     }
@@ -121,5 +127,15 @@ impl Engine {
                 let _ = engine.quorum.release(lease.release_call(), None).await;
             });
         }
+    }
+}
+
+/// Whether `error` is only broken connections: a retry may reach the server.
+fn broken_connection(error: &Error) -> bool {
+    let broken = |e: &BackendError| e.kind() == BackendErrorKind::Connection;
+    match error {
+        Error::Backend(e) => broken(e),
+        Error::NoQuorum { errors, .. } => !errors.is_empty() && errors.iter().all(broken),
+        _ => false,
     }
 }

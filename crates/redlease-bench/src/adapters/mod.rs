@@ -110,6 +110,18 @@ impl Lib {
     }
 }
 
+impl Lib {
+    /// Whether the library spreads one lock over several independent nodes (Redlock), so that
+    /// S4 can run its contention rows on several nodes. redlease's fair mode needs one node.
+    pub(crate) fn fans_out(&self) -> bool {
+        match self {
+            Self::Redlease(c) => !c.fair,
+            Self::Rslock(_) | Self::Redlock(_) => true,
+            Self::Raw(_) | Self::Wire(_) | Self::Python => false,
+        }
+    }
+}
+
 /// Which scenarios a variant takes part in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Runs {
@@ -118,7 +130,8 @@ pub(crate) struct Runs {
     pub(crate) uncontended: bool,
     /// S3.
     pub(crate) contended: bool,
-    /// S4: S1 and S2 on several nodes. Off for `raw`, which talks to one node only.
+    /// S4: S1 and S2 on several nodes (S3's contention there runs for the contended variants
+    /// whose library fans out). Off for `raw`, which talks to one node only.
     pub(crate) multinode: bool,
 }
 
@@ -178,8 +191,8 @@ pub(super) const FALLBACK_POLL: Duration = Duration::from_secs(1);
 pub(crate) const BASELINE: &str = "rslock-default";
 /// The other polling peer at its defaults.
 pub(crate) const REDLOCK_DEFAULT: &str = "redlock-default";
-/// The peers at their defaults: the polling locks redlease's waiting is compared with.
-pub(crate) const PEER_DEFAULTS: [&str; 2] = [BASELINE, REDLOCK_DEFAULT];
+/// rslock polling every 0–1 ms: the polling peer a notified handoff must match.
+pub(crate) const RSLOCK_TUNED: &str = "rslock-tuned";
 /// The name of the raw round-trip limit.
 pub(crate) const RAW: &str = "raw";
 /// The name of the notified handoff with bare commands.
@@ -253,7 +266,7 @@ pub(crate) fn variants(nodes: usize) -> Vec<Variant> {
             lib: Lib::Rslock(RslockConfig::DEFAULT),
         },
         Variant {
-            name: "rslock-tuned",
+            name: RSLOCK_TUNED,
             retry: "1000 tries, 0–1 ms pauses",
             nodes,
             runs: CONTENDED,
@@ -321,6 +334,13 @@ mod tests {
             if let Lib::Redlease(c) = &v.lib {
                 assert!(!c.fair, "fair mode needs one node: {}", v.name);
             }
+        }
+        for v in variants(1).iter().filter(|v| v.lib.fans_out()) {
+            assert!(
+                matches!(v.lib, Lib::Redlease(_) | Lib::Rslock(_) | Lib::Redlock(_)),
+                "{}",
+                v.name
+            );
         }
         let v = variants(1).remove(1).on_nodes(5);
         assert_eq!((v.name, v.nodes), (REDLEASE, 5));

@@ -280,8 +280,9 @@ impl Guard {
     /// # Errors
     ///
     /// [`Error::Backend`] / [`Error::NoQuorum`] when Redis fails or does not answer; the lease
-    /// then expires after its TTL. [`Error::WrongType`] if the key was overwritten with
-    /// non-lock data.
+    /// then expires after its TTL. A connection found broken (a restarted server) is retried
+    /// once on the reconnected one first; releasing twice is harmless, it is owner-only.
+    /// [`Error::WrongType`] if the key was overwritten with non-lock data.
     ///
     /// # Cancel safety
     ///

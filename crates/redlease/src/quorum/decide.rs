@@ -33,11 +33,25 @@ pub(crate) enum Vote {
 #[derive(Debug, Clone)]
 pub(crate) struct AcquireVotes {
     n: usize,
+    /// The node whose releases hand the lock to listed waiters (the arbiter, see
+    /// [`AcquireVotes::with_arbiter`]) and what it has answered so far.
+    arbiter: Option<(usize, ArbiterSays)>,
     granted: Vec<(usize, u64)>,
     held: usize,
     longest_hold: LongestHold,
     errors: Vec<BackendError>,
     fatal: Option<Error>,
+}
+
+/// The arbiter's part in a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArbiterSays {
+    /// No answer yet.
+    Nothing,
+    /// Another owner holds it there: a listed waiter may have been handed it.
+    Held,
+    /// Granted, failed or unreachable: the majority decides alone.
+    NoObjection,
 }
 
 /// The longest remaining hold among the `Held` answers so far.
@@ -63,6 +77,7 @@ impl AcquireVotes {
     pub(crate) fn new(n: usize) -> Self {
         Self {
             n,
+            arbiter: None,
             granted: Vec::with_capacity(n),
             held: 0,
             longest_hold: LongestHold::NoneYet,
@@ -71,8 +86,32 @@ impl AcquireVotes {
         }
     }
 
+    /// A round of a client whose waiters are listed on node `arbiter`, of several: a majority
+    /// wins only once the arbiter answered, and not while another owner holds the arbiter.
+    /// A release hands the arbiter's copy to its oldest waiter and frees the other nodes, so
+    /// without this rule a newcomer (the releasing worker coming back, say) takes those other
+    /// nodes, a majority, before the handed waiter's round reaches them, and waiters starve.
+    /// Giving a majority back is always safe; the arbiter's vote only orders the contenders.
+    pub(crate) fn with_arbiter(n: usize, arbiter: Option<usize>) -> Self {
+        Self {
+            arbiter: arbiter
+                .filter(|&node| n > 1 && node < n)
+                .map(|node| (node, ArbiterSays::Nothing)),
+            ..Self::new(n)
+        }
+    }
+
     /// Counts node `node`'s vote.
     pub(crate) fn count(&mut self, node: usize, vote: Vote) {
+        if let Some((arbiter, says)) = &mut self.arbiter
+            && *arbiter == node
+        {
+            *says = if matches!(vote, Vote::Held(_)) {
+                ArbiterSays::Held
+            } else {
+                ArbiterSays::NoObjection
+            };
+        }
         match vote {
             Vote::Granted(fence) => self.granted.push((node, fence)),
             Vote::Held(remaining) => {
@@ -88,10 +127,14 @@ impl AcquireVotes {
         }
     }
 
-    /// A majority granted, and no answer so far ended the attempt: the round is won (the
-    /// other requests may finish in the background).
+    /// A majority granted, the arbiter (if any) does not object, and no answer so far ended
+    /// the attempt: the round is won (the other requests may finish in the background).
     pub(crate) fn won(&self) -> bool {
-        self.granted.len() >= majority(self.n) && self.fatal.is_none()
+        self.granted.len() >= majority(self.n)
+            && self.fatal.is_none()
+            && self
+                .arbiter
+                .is_none_or(|(_, says)| says == ArbiterSays::NoObjection)
     }
 
     /// The nodes that granted, with their fence counters.

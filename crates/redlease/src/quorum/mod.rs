@@ -119,6 +119,9 @@ impl Quorum {
     /// once every backend answered or timed out, so that everything the round won can be
     /// given back.
     ///
+    /// `arbiter`: the backend this client's waiters are listed on; see
+    /// [`AcquireVotes::with_arbiter`].
+    ///
     /// On success the fence counters are reconciled (`raise` brings one backend's counter up
     /// to a fence; see [`Self::reconcile_fences`]) before validity is checked against
     /// `valid_until`.
@@ -126,6 +129,7 @@ impl Quorum {
         &self,
         attempt: A,
         raise: R,
+        arbiter: Option<usize>,
         valid_until: Instant,
     ) -> Round
     where
@@ -134,7 +138,7 @@ impl Quorum {
         R: Fn(Arc<Backend>, u64, Duration) -> RFut,
         RFut: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        let mut votes = AcquireVotes::new(self.len());
+        let mut votes = AcquireVotes::with_arbiter(self.len(), arbiter);
         if let Some(only) = self.only() {
             votes.count(0, attempt(0, only.clone()).await);
             return if votes.won() {

@@ -379,3 +379,38 @@ async fn readers_and_writers_over_three_nodes_exclude_each_other() {
     );
     assert!(reads >= 10 && writes >= 5, "{reads} reads, {writes} writes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_reaches_the_waiter_before_the_releasing_client_comes_back() {
+    let servers = start_nodes(3).unwrap();
+    let (holder_client, waiter_client) = (client_over(&servers).await, client_over(&servers).await);
+    let holder = holder_client
+        .try_acquire("relay", 10 * SECOND)
+        .await
+        .unwrap();
+    let waiter = tokio::spawn(async move {
+        // Polling every 5 s: only a hand-off gets it the lock in time.
+        let options =
+            LockOptions::new(10 * SECOND).retry(Retry::fixed(5 * SECOND).timeout(8 * SECOND));
+        let guard = waiter_client.acquire("relay", &options).await;
+        (guard, Instant::now())
+    });
+    // Until the waiter is listed (on the arbiter).
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(holder.release().await.unwrap(), ReleaseOutcome::Released);
+    let released = Instant::now();
+    // The releasing client comes straight back, as a busy worker does.
+    let again = holder_client.try_acquire("relay", 10 * SECOND).await;
+    let (guard, acquired) = waiter.await.unwrap();
+    let guard = guard.expect("the waiter gets the lock");
+    assert!(
+        acquired - released < ms(500),
+        "handed over after {:?}",
+        acquired - released
+    );
+    assert!(
+        matches!(again, Err(Error::Contended { .. })),
+        "the releasing client barged in: {again:?}"
+    );
+    assert_eq!(guard.release().await.unwrap(), ReleaseOutcome::Released);
+}

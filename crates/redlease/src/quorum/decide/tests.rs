@@ -37,7 +37,12 @@ impl Counted {
 
 /// Counts `votes` in order the way a round does: stops at the first win.
 fn run(n: usize, votes: &[Vote]) -> Counted {
-    let mut tally = AcquireVotes::new(n);
+    run_with_arbiter(n, None, votes)
+}
+
+/// [`run`] for a client whose waiters are listed on node `arbiter`.
+fn run_with_arbiter(n: usize, arbiter: Option<usize>, votes: &[Vote]) -> Counted {
+    let mut tally = AcquireVotes::with_arbiter(n, arbiter);
     for (node, vote) in votes.iter().enumerate() {
         tally.count(node, vote.clone());
         if tally.won() {
@@ -238,7 +243,53 @@ fn answers() -> impl Strategy<Value = (usize, Vec<Vote>)> {
     (1usize..=7).prop_flat_map(|n| (Just(n), proptest::collection::vec(vote(), n)))
 }
 
+#[test]
+fn a_majority_without_the_arbiter_held_by_another_is_given_back() {
+    // The releasing worker comes back while the arbiter's copy is handed to a waiter.
+    let votes = [Vote::Granted(3), Vote::Granted(3), Vote::Held(Some(ms(40)))];
+    let refused = run_with_arbiter(3, Some(2), &votes).unwrap_err();
+    assert!(
+        matches!(refused.error, Error::Contended { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(refused.granted_on, [0, 1]);
+    // Without an arbiter, or with the arbiter among the grants, the majority wins.
+    assert_eq!(run(3, &votes).unwrap(), 3);
+    assert_eq!(run_with_arbiter(3, Some(0), &votes).unwrap(), 3);
+}
+
+#[test]
+fn the_majority_waits_for_the_arbiter_unless_it_fails() {
+    let mut tally = AcquireVotes::with_arbiter(3, Some(0));
+    tally.count(1, Vote::Granted(1));
+    tally.count(2, Vote::Granted(1));
+    assert!(!tally.won(), "the arbiter has not answered");
+    tally.count(0, Vote::Failed(down()));
+    assert!(
+        tally.won(),
+        "an unreachable arbiter does not block a majority"
+    );
+    // One node has no arbiter to wait for.
+    assert_eq!(
+        run_with_arbiter(1, Some(0), &[Vote::Granted(5)]).unwrap(),
+        5
+    );
+}
+
 proptest! {
+    #[test]
+    fn an_arbiter_only_ever_refuses_what_a_plain_majority_grants(
+        (n, votes) in answers(),
+        arbiter in 0usize..7,
+    ) {
+        let arbiter = arbiter % n;
+        if let Counted::Won(fence) = run_with_arbiter(n, Some(arbiter), &votes) {
+            // Waiting for the arbiter may count more grants, so the fence is no smaller.
+            prop_assert!(run(n, &votes).unwrap() <= fence);
+            prop_assert!(!matches!(votes[arbiter], Vote::Held(_)), "won with the arbiter held");
+        }
+    }
+
     #[test]
     fn acquire_votes_follow_the_rules((n, votes) in answers()) {
         let expected = reference(n, &votes);
