@@ -130,12 +130,16 @@ impl Engine {
     }
 }
 
-/// Whether `error` is only broken connections: a retry may reach the server.
+/// Whether `error` is only broken connections and nothing was released: a retry may reach the
+/// servers. (After a partial release a retry would find the keys it deleted gone, and count
+/// those nodes as not released.)
 fn broken_connection(error: &Error) -> bool {
     let broken = |e: &BackendError| e.kind() == BackendErrorKind::Connection;
     match error {
         Error::Backend(e) => broken(e),
-        Error::NoQuorum { errors, .. } => !errors.is_empty() && errors.iter().all(broken),
+        Error::NoQuorum {
+            errors, reached, ..
+        } => *reached == 0 && !errors.is_empty() && errors.iter().all(broken),
         _ => false,
     }
 }
