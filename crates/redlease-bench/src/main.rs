@@ -24,11 +24,13 @@
 //!   at hold 1 ms there.
 //! - R1: 100,000 leases kept alive on one client: redlease's batched auto-renewal against one
 //!   timer per lease; round trips, Redis commands, client CPU and memory per lease.
+//! - P1, P2: the semaphore and the read-write lock against the lock (see `primitives.rs`).
 
 mod adapters;
 mod breakdown;
 mod machine;
 mod picture;
+mod primitives;
 mod renewal;
 mod report;
 mod scenarios;
@@ -82,7 +84,8 @@ usage: redlease-bench [--quick | --full] [--only S1,S2,S3,H1,S4,R1] [--libs NAME
                   target/redlease-bench/venv with python3 -m venv and pip),
                   H1 (S3 for redlease with each handoff split into its steps),
                   S4 (S1, S2 and S3 at hold 1 ms on several nodes),
-                  R1 (100,000 auto-renewed leases)
+                  R1 (100,000 auto-renewed leases), P1 (a semaphore of 3, 8 workers, beside
+                  the lock), P2 (90 % reads through a read-write lock, against the lock)
   --libs LIST     variants to run, by name or name prefix (raw, redlease, rslock, redlock,
                   wire, python, ...)
   --nodes LIST    node counts for S4 (default 1,3,5; 1-node rows reuse S1/S2's when they ran)
@@ -104,10 +107,21 @@ enum Scenario {
     H1,
     S4,
     R1,
+    P1,
+    P2,
 }
 
 impl Scenario {
-    const ALL: [Self; 6] = [Self::S1, Self::S2, Self::S3, Self::H1, Self::S4, Self::R1];
+    const ALL: [Self; 8] = [
+        Self::S1,
+        Self::S2,
+        Self::S3,
+        Self::H1,
+        Self::S4,
+        Self::R1,
+        Self::P1,
+        Self::P2,
+    ];
 
     fn parse(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_uppercase().as_str() {
@@ -117,8 +131,10 @@ impl Scenario {
             "H1" => Ok(Self::H1),
             "S4" => Ok(Self::S4),
             "R1" => Ok(Self::R1),
+            "P1" => Ok(Self::P1),
+            "P2" => Ok(Self::P2),
             other => Err(format!(
-                "unknown scenario {other:?} (S1, S2, S3, H1, S4 or R1)"
+                "unknown scenario {other:?} (S1, S2, S3, H1, S4, R1, P1 or P2)"
             )),
         }
     }
@@ -459,6 +475,8 @@ fn run(args: &Args, command: &str) -> Result<bool, String> {
                 output.section(&tables)?;
             }
             Scenario::R1 => output.section(&renewal_section(args))?,
+            Scenario::P1 => output.section(&primitives::semaphore_section(&env))?,
+            Scenario::P2 => output.section(&primitives::read_mostly_section(&env))?,
         }
         eprintln!(
             "[{scenario:?}] done in {:.0} s",

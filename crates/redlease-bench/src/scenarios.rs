@@ -610,7 +610,7 @@ async fn contend<A: Adapter>(
 }
 
 /// Blocks the thread until `deadline`: sleeps, then spins for the last [`SPIN`].
-fn wait_until(deadline: Instant) {
+pub(crate) fn wait_until(deadline: Instant) {
     let now = Instant::now();
     if let Some(long) = deadline.checked_duration_since(now + SPIN) {
         thread::sleep(long);

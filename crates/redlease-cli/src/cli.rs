@@ -199,6 +199,9 @@ together with redlease, and `fg` resumes both once the lease is confirmed.
 The command's environment:
   REDLEASE_NAME      the lock's name
   REDLEASE_FENCE     the fencing token (decimal): pass it with every write to the resource you protect
+                     (with --shared: at least the latest write's fence)
+  REDLEASE_SLOT      only with --limit: the permit's slot, 0 to N-1, no other holder's (guard a
+                     resource per slot: keep the largest fence seen for each slot)
   REDLEASE_DEADLINE  only with --max-hold: Unix time in milliseconds after which the command is not running
   redlease's own settings (REDLEASE_REDIS, REDLEASE_PASSWORD, REDLEASE_CLUSTER, …) are removed.
 
@@ -215,6 +218,8 @@ Exit status:
 Examples:
   redlease run nightly-report -- ./report.sh --full
   redlease run --no-wait deploy -c 'make deploy'
+  redlease run --limit 3 deploy-slots -- ./deploy.sh        # at most 3 at once
+  redlease run --shared catalog -- ./export.sh              # a reader; `redlease run catalog` writes
   REDLEASE_PASSWORD=… redlease --redis redis://a:6379 --redis redis://b:6379 --redis redis://c:6379 \\
       run --ttl 30s --wait 5m --max-hold 2h backup -- ./backup.sh";
 
@@ -247,6 +252,14 @@ pub(crate) struct RunArgs {
     /// Serve waiters in arrival order (all waiters of this lock must use --fair).
     #[arg(long, help_heading = WAITING)]
     pub(crate) fair: bool,
+    /// A semaphore: at most N commands hold NAME at once, across hosts (every holder must give
+    /// the same N). The command gets its permit's `REDLEASE_SLOT` (0..N) and `REDLEASE_FENCE`.
+    #[arg(long, value_name = "N", conflicts_with = "shared", help_heading = LEASE)]
+    pub(crate) limit: Option<u32>,
+    /// A reader of the read-write lock NAME: shared with other readers, excluded by writers
+    /// (plain `redlease run NAME`), which are preferred: once one waits, new readers wait behind it.
+    #[arg(long, help_heading = LEASE)]
+    pub(crate) shared: bool,
     /// Run this shell command (`sh -c`) instead of CMD.
     #[arg(short = 'c', value_name = "SHELL_COMMAND", conflicts_with = "command")]
     pub(crate) shell: Option<String>,

@@ -54,7 +54,7 @@ impl Failure {
             };
         }
         let code = match error {
-            Error::InvalidConfig(_) => EXIT_USAGE,
+            Error::InvalidConfig(_) | Error::LimitMismatch { .. } => EXIT_USAGE,
             Error::Contended { .. } | Error::TimedOut { .. } => EXIT_NOT_ACQUIRED,
             Error::Backend(_) | Error::NoQuorum { .. } => EXIT_UNAVAILABLE,
             _ => EXIT_INTERNAL,

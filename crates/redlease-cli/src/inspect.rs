@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use redlease::LockInfo;
+use redlease::{Holder, LockInfo};
 use serde_json::json;
 
 use crate::duration::human;
@@ -80,44 +80,120 @@ fn label_or_unknown(label: &str) -> &str {
 
 /// One line per lock, for people.
 fn describe(info: &LockInfo) -> String {
-    let mut line = match &info.holder {
-        Some(holder) => format!(
-            "{}: held by {} ({}), {}, fence {}",
-            info.name,
-            label_or_unknown(&holder.label),
-            holder.token_fingerprint,
-            holder
-                .remaining_ttl
-                .map_or_else(|| "no expiry".to_owned(), |t| format!("{} left", human(t))),
-            info.fence
-        ),
-        None => format!("{}: free, fence {}", info.name, info.fence),
-    };
-    if info.waiting_clients > 0 || info.queued > 0 {
-        let _ = write!(
-            line,
-            ", {} waiting client(s), {} queued",
-            info.waiting_clients, info.queued
-        );
+    if info.is_held() {
+        format!("{}: {}", info.name, state(info))
+    } else {
+        format!("{}: free, fence {}{}", info.name, info.fence, waiters(info))
     }
+}
+
+/// Who holds a held name, its fence and its waiters (for `status`, `list` and the spinner of
+/// `run`).
+pub(crate) fn state(info: &LockInfo) -> String {
+    let mut line = if let Some(holder) = &info.holder {
+        format!("held by {}, fence {}", who(holder), info.fence)
+    } else if !info.readers.is_empty() {
+        let readers: Vec<String> = info.readers.iter().map(who).collect();
+        format!(
+            "read by {} reader(s): {}; last write's fence {}",
+            readers.len(),
+            readers.join(", "),
+            info.fence
+        )
+    } else {
+        let permits: Vec<String> = info
+            .permits
+            .iter()
+            .map(|permit| {
+                format!(
+                    "slot {} {} fence {}",
+                    permit
+                        .slot
+                        .map_or_else(|| "?".to_owned(), |slot| slot.to_string()),
+                    who(permit),
+                    permit.fence.unwrap_or_default()
+                )
+            })
+            .collect();
+        format!(
+            "{} of {} permits held: {}",
+            permits.len(),
+            info.limit
+                .map_or_else(|| "?".to_owned(), |limit| limit.to_string()),
+            permits.join("; ")
+        )
+    };
+    line.push_str(&waiters(info));
     if info.nodes > 1 {
         let _ = write!(line, ", on {} of {} nodes", info.held_on, info.nodes);
     }
     line
 }
 
+/// A holder: its label, token fingerprint and time left.
+fn who(holder: &Holder) -> String {
+    format!(
+        "{} ({}, {})",
+        label_or_unknown(&holder.label),
+        holder.token_fingerprint,
+        holder
+            .remaining_ttl
+            .map_or_else(|| "no expiry".to_owned(), |t| format!("{} left", human(t)))
+    )
+}
+
+/// The waiters, if any: how many clients, how many waiting to write and to read.
+fn waiters(info: &LockInfo) -> String {
+    if info.waiting_clients == 0 && info.queued == 0 {
+        return String::new();
+    }
+    let mut text = format!(
+        ", {} waiting client(s), {} queued",
+        info.waiting_clients, info.queued
+    );
+    if info.queued_readers > 0 {
+        let _ = write!(
+            text,
+            " ({} to write, {} to read)",
+            info.queued - info.queued_readers,
+            info.queued_readers
+        );
+    }
+    text
+}
+
+fn holder_json(holder: &Holder) -> serde_json::Value {
+    json!({
+        "label": holder.label,
+        "token_fingerprint": holder.token_fingerprint,
+        "remaining_ms": holder.remaining_ttl.map(|t| t.as_millis()),
+        "slot": holder.slot,
+        "fence": holder.fence,
+    })
+}
+
 fn to_json(info: &LockInfo) -> serde_json::Value {
+    let kind = if info.limit.is_some() || !info.permits.is_empty() {
+        "semaphore"
+    } else if !info.readers.is_empty() {
+        "read"
+    } else if info.holder.is_some() {
+        "write"
+    } else {
+        "free"
+    };
     json!({
         "name": info.name,
-        "held": info.holder.is_some(),
-        "holder": info.holder.as_ref().map(|holder| json!({
-            "label": holder.label,
-            "token_fingerprint": holder.token_fingerprint,
-            "remaining_ms": holder.remaining_ttl.map(|t| t.as_millis()),
-        })),
+        "held": info.is_held(),
+        "kind": kind,
+        "holder": info.holder.as_ref().map(holder_json),
+        "readers": info.readers.iter().map(holder_json).collect::<Vec<_>>(),
+        "permits": info.permits.iter().map(holder_json).collect::<Vec<_>>(),
+        "limit": info.limit,
         "fence": info.fence,
         "waiting_clients": info.waiting_clients,
         "queued": info.queued,
+        "queued_readers": info.queued_readers,
         "held_on": info.held_on,
         "nodes": info.nodes,
     })

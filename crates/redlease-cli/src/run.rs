@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Pid, getpgrp};
-use redlease::{Client, Error, Guard, LockOptions, Retry};
+use redlease::{Client, Error, Guard, LockOptions, Permit, ReadGuard, ReleaseOutcome, Retry};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::Child;
@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 use crate::duration::human;
 use crate::exit::{EXIT_LEASE_LOST, Failure, status_code};
 use crate::guardian::{Ending, Order, Report, monotonic_now};
-use crate::settings::{RunSettings, Servers, Wait, own_variables};
+use crate::settings::{HoldKind, RunSettings, Servers, Wait, own_variables};
 use crate::terminal;
 
 /// How often a waiter retries even without a release notification.
@@ -66,6 +66,54 @@ pub(crate) async fn run(servers: &Servers, settings: RunSettings) -> Result<Exit
     .await
 }
 
+/// What the command runs under: the lock, a semaphore's permit or a reader's share, each a
+/// lease watched the same way (it derefs to its [`Guard`]).
+enum Held {
+    Lock(Guard),
+    Permit(Permit),
+    Reader(ReadGuard),
+}
+
+impl std::ops::Deref for Held {
+    type Target = Guard;
+
+    fn deref(&self) -> &Guard {
+        match self {
+            Self::Lock(guard) => guard,
+            Self::Permit(permit) => permit,
+            Self::Reader(reader) => reader,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Guard {
+        match self {
+            Self::Lock(guard) => guard,
+            Self::Permit(permit) => permit,
+            Self::Reader(reader) => reader,
+        }
+    }
+}
+
+impl Held {
+    /// A permit's slot.
+    fn slot(&self) -> Option<u32> {
+        match self {
+            Self::Permit(permit) => Some(permit.slot()),
+            Self::Lock(_) | Self::Reader(_) => None,
+        }
+    }
+
+    async fn release(self) -> Result<ReleaseOutcome, Error> {
+        match self {
+            Self::Lock(guard) => guard.release().await,
+            Self::Permit(permit) => permit.release().await,
+            Self::Reader(reader) => reader.release().await,
+        }
+    }
+}
+
 /// The binary to run again as the guardian: on Linux the running image itself, even if the
 /// file was replaced (an upgrade) since.
 pub(crate) fn own_executable() -> PathBuf {
@@ -77,7 +125,7 @@ pub(crate) fn own_executable() -> PathBuf {
 }
 
 /// Takes the lease, with a spinner on a terminal while waiting.
-async fn acquire(client: &Client, settings: &RunSettings) -> Result<Guard, Failure> {
+async fn acquire(client: &Client, settings: &RunSettings) -> Result<Held, Failure> {
     let host = nix::unistd::gethostname()
         .map_or_else(|_| "?".into(), |h| h.to_string_lossy().into_owned());
     let mut label = format!("{host} pid {}", std::process::id());
@@ -100,7 +148,17 @@ async fn acquire(client: &Client, settings: &RunSettings) -> Result<Guard, Failu
     }
     let show_spinner =
         !settings.quiet && settings.wait != Wait::No && std::io::stderr().is_terminal();
-    let acquiring = client.acquire(&settings.name, &options);
+    let name = &settings.name;
+    let acquiring = async {
+        match settings.hold {
+            HoldKind::Lock => client.acquire(name, &options).await.map(Held::Lock),
+            HoldKind::Permit(limit) => {
+                let semaphore = client.semaphore(name, limit);
+                semaphore.acquire(&options).await.map(Held::Permit)
+            }
+            HoldKind::Reader => client.rwlock(name).read(&options).await.map(Held::Reader),
+        }
+    };
     let result = if show_spinner {
         tokio::select! {
             result = acquiring => result,
@@ -112,12 +170,28 @@ async fn acquire(client: &Client, settings: &RunSettings) -> Result<Guard, Failu
     if show_spinner {
         eprint!("\r\x1b[2K");
     }
-    let mut guard = result.map_err(|error| match error {
-        Error::Contended { .. } | Error::TimedOut { .. } => Failure {
+    let mut guard = result.map_err(|error| match (error, settings.hold) {
+        (
+            Error::Contended { remaining_ttl } | Error::TimedOut { remaining_ttl, .. },
+            HoldKind::Permit(limit),
+        ) => Failure {
+            code: settings.conflict_exit_code,
+            message: format!(
+                "lock {:?} not acquired: all {limit} permits are held{}",
+                settings.name,
+                remaining_ttl
+                    .map(|t| format!(" (the first ends in {})", human(t)))
+                    .unwrap_or_default()
+            ),
+        },
+        (error @ (Error::Contended { .. } | Error::TimedOut { .. }), _) => Failure {
             code: settings.conflict_exit_code,
             message: format!("lock {:?} not acquired: {error}", settings.name),
         },
-        other => Failure::from_lock_error(&other),
+        (error @ Error::LimitMismatch { .. }, _) => {
+            Failure::usage(format!("lock {:?}: {error}", settings.name))
+        }
+        (other, _) => Failure::from_lock_error(&other),
     })?;
     // A lock handed over by a release comes with the hand-off's short claim until the library
     // confirms it in the background; the guardian must start from the full TTL.
@@ -140,21 +214,10 @@ async fn spin(client: &Client, name: &str) -> Infallible {
         if last_look.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
             last_look = Some(Instant::now());
             if let Ok(info) = client.inspect(name).await {
-                status = match info.holder {
-                    Some(holder) => format!(
-                        "held by {} (fence {}){}",
-                        if holder.label.is_empty() {
-                            "?"
-                        } else {
-                            &holder.label
-                        },
-                        info.fence,
-                        holder
-                            .remaining_ttl
-                            .map(|t| format!(", lease ends in {}", human(t)))
-                            .unwrap_or_default()
-                    ),
-                    None => "free, retrying".to_owned(),
+                status = if info.is_held() {
+                    crate::inspect::state(&info)
+                } else {
+                    "free, retrying".to_owned()
                 };
             }
         }
@@ -183,7 +246,7 @@ impl Guardian {
         unsafe_code,
         reason = "pre_exec: the guardian inherits its end of the socket"
     )]
-    async fn start(settings: &RunSettings, guard: &Guard) -> Result<Self, Failure> {
+    async fn start(settings: &RunSettings, guard: &Held) -> Result<Self, Failure> {
         let cannot = |e: std::io::Error| {
             Failure::internal(format!("cannot start the guardian process: {e}"))
         };
@@ -208,6 +271,10 @@ impl Guardian {
         command
             .env("REDLEASE_NAME", &settings.name)
             .env("REDLEASE_FENCE", guard.fence().to_string());
+        match guard.slot() {
+            Some(slot) => command.env("REDLEASE_SLOT", slot.to_string()),
+            None => command.env_remove("REDLEASE_SLOT"),
+        };
         match settings.max_hold {
             Some(max_hold) => command.env("REDLEASE_DEADLINE", unix_millis(max_hold).to_string()),
             None => command.env_remove("REDLEASE_DEADLINE"),
@@ -320,7 +387,7 @@ fn install_signals() -> Result<mpsc::UnboundedReceiver<Signal>, Failure> {
 
 struct Supervisor {
     client: Client,
-    guard: Guard,
+    guard: Held,
     guardian: Guardian,
     settings: RunSettings,
     /// Why the command is being ended by us or the guardian (then redlease exits 79).
@@ -371,7 +438,7 @@ impl Supervisor {
         self.after_guardian(status).await;
         let name = self.settings.name.clone();
         if let Ok(outcome) = self.guard.release().await
-            && outcome != redlease::ReleaseOutcome::Released
+            && outcome != ReleaseOutcome::Released
             && self.ending.is_none()
         {
             eprintln!(
@@ -462,9 +529,8 @@ impl Supervisor {
         match self.client.inspect(&self.settings.name).await {
             Ok(info) => {
                 let ours = self.guard.token().fingerprint();
-                info.holder
-                    .is_some_and(|holder| holder.token_fingerprint == ours)
-                    && self.guard.is_held()
+                let mut holders = info.holder.iter().chain(&info.readers).chain(&info.permits);
+                holders.any(|holder| holder.token_fingerprint == ours) && self.guard.is_held()
             }
             Err(error) => {
                 warn!(%error, "cannot confirm the lease after a stop; trusting its deadline");

@@ -224,6 +224,17 @@ pub(crate) enum Wait {
     Forever,
 }
 
+/// What `redlease run` holds the name as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HoldKind {
+    /// The lock (the writer of a read-write lock).
+    Lock,
+    /// A permit of a semaphore with this limit.
+    Permit(u32),
+    /// A reader's share of a read-write lock.
+    Reader,
+}
+
 /// `redlease run`, checked.
 #[derive(Debug)]
 pub(crate) struct RunSettings {
@@ -235,6 +246,8 @@ pub(crate) struct RunSettings {
     pub(crate) wait: Wait,
     pub(crate) conflict_exit_code: u8,
     pub(crate) fair: bool,
+    /// What the command holds NAME as.
+    pub(crate) hold: HoldKind,
     /// The program and its arguments (`sh -c …` for `-c`).
     pub(crate) command: Vec<OsString>,
     pub(crate) quiet: bool,
@@ -266,6 +279,11 @@ impl RunSettings {
             wait,
             conflict_exit_code: args.conflict_exit_code,
             fair: args.fair,
+            hold: match (args.limit, args.shared) {
+                (Some(limit), _) => HoldKind::Permit(limit),
+                (None, true) => HoldKind::Reader,
+                (None, false) => HoldKind::Lock,
+            },
             command,
             quiet,
         })

@@ -23,6 +23,7 @@ mod clock;
 mod faults;
 mod matrix;
 mod oracle;
+mod primitives;
 mod report;
 mod repro;
 mod scenario;
@@ -53,10 +54,13 @@ usage:
                             [--seed N] [--no-fencing-check] [--no-proxies] [--faults LIST]
                             [--out FILE]
   redlease-torture matrix [--out FILE]
+  redlease-torture primitives [--duration SECS] [--seed N] [--out FILE]
   redlease-torture repro [lost-replies]
 
-run       the quick profile (about 2.5 minutes: Redlock with renewal, one node without,
-          the negative control, the bad-input matrix) or the long one (about 13 minutes)
+run       the quick profile (about 3 minutes: Redlock with renewal, one node without,
+          the negative control, the semaphore and read-write lock with 8 workers and their
+          negative control, the bad-input matrix) or the long one (about 16 minutes)
+primitives  only the semaphore and read-write lock run (and its negative control)
 scenario  one scenario; --faults takes a comma-separated list of fault names, or 'all'
 matrix    only the bad-input matrix
 repro     the minimal reproductions of bugs found so far (exit 1 if one reproduces)
@@ -74,12 +78,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("prim-worker") => match primitives::worker_main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
         Some("repro") => repro_command(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Some(command @ ("run" | "scenario" | "matrix")) => {
+        Some(command @ ("run" | "scenario" | "matrix" | "primitives")) => {
             match Options::parse(command, &args[1..]) {
                 Ok(options) => execute(&options),
                 Err(e) => {
@@ -165,6 +176,7 @@ impl Options {
             let allowed: &[&str] = match command {
                 "run" => &["--profile", "--seed", "--out"],
                 "matrix" => &["--out"],
+                "primitives" => &["--duration", "--seed", "--out"],
                 _ => &[
                     "--nodes",
                     "--renew",
@@ -325,6 +337,23 @@ fn profile(name: &str, seed: u64) -> Vec<Scenario> {
     }
 }
 
+/// The semaphore and read-write lock runs of a profile: 8 workers, then the negative control.
+fn primitives_profile(name: &str, seed: u64) -> Vec<primitives::Primitives> {
+    let secs = if name == "long" { 120 } else { 15 };
+    let run = |name: &str, secs, split| primitives::Primitives {
+        name: name.to_owned(),
+        duration: Duration::from_secs(secs),
+        workers: 8,
+        ttl: Duration::from_millis(500),
+        seed,
+        split,
+    };
+    vec![
+        run("semaphore-rwlock", secs, false),
+        run("semaphore-rwlock-negative-control", 6, true),
+    ]
+}
+
 /// The scenarios a command runs.
 fn scenarios_for(options: &Options) -> Vec<Scenario> {
     match options.command.as_str() {
@@ -422,7 +451,34 @@ fn execute(options: &Options) -> ExitCode {
             }
         }
     }
-    if options.command != "scenario" {
+    if matches!(options.command.as_str(), "run" | "primitives") {
+        let mut runs = primitives_profile(&options.profile, options.seed);
+        if options.command == "primitives" {
+            runs[0].duration = options.duration;
+        }
+        for run in runs {
+            eprintln!(
+                "redlease-torture: scenario {} ({} workers, {} s)",
+                run.name,
+                run.workers,
+                run.duration.as_secs()
+            );
+            match primitives::run(&run) {
+                Ok(findings) => {
+                    let (row, section) = primitives::report(&run, &findings);
+                    all_passed &= row.contains("| PASS |");
+                    summary.push_str(&row);
+                    summary.push('\n');
+                    body.push_str(&section);
+                }
+                Err(e) => {
+                    eprintln!("redlease-torture: {e}");
+                    return ExitCode::from(EXIT_HARNESS);
+                }
+            }
+        }
+    }
+    if matches!(options.command.as_str(), "run" | "matrix") {
         match run_matrix(&mut summary, &mut body) {
             Ok(passed) => all_passed &= passed,
             Err(e) => {

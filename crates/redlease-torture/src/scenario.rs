@@ -122,7 +122,6 @@ pub(crate) fn run(scenario: &Scenario) -> Result<RunData, String> {
     let persistent = scenario.persistent();
     let mut topology = Topology::start(&persistent, scenario.proxies)?;
     let oracle = Oracle::start(scenario.fencing).map_err(|e| format!("oracle: {e}"))?;
-    let exe = own_binary()?;
     let base = WorkerArgs {
         slot: 0,
         incarnation: 0,
@@ -133,17 +132,15 @@ pub(crate) fn run(scenario: &Scenario) -> Result<RunData, String> {
         seed: scenario.seed,
         naive_share: scenario.naive_share,
     };
-    let mut workers = Workers {
-        exe,
-        base,
-        logs: logs.path().to_path_buf(),
-        slots: Vec::new(),
-        crashes: Vec::new(),
+    let args = move |slot, incarnation| {
+        WorkerArgs {
+            slot,
+            incarnation,
+            ..base.clone()
+        }
+        .to_args()
     };
-    for slot in 0..scenario.workers {
-        let spawned = workers.spawn(slot, 0).map_err(|e| format!("worker: {e}"))?;
-        workers.slots.push(spawned);
-    }
+    let mut workers = Workers::start(Box::new(args), scenario.workers, logs.path())?;
     let schedule = scenario.plan().schedule();
     let started_at = Instant::now();
     let started = now_ns();
@@ -318,13 +315,16 @@ impl Topology {
     }
 }
 
-/// The worker processes, one per slot.
-struct Workers {
+/// A worker's command line (after the binary) for a slot and incarnation.
+pub(crate) type ArgsFor = Box<dyn Fn(u32, u32) -> Vec<String>>;
+
+/// The worker processes, one per slot (of any role: the role is in their arguments).
+pub(crate) struct Workers {
     exe: PathBuf,
-    base: WorkerArgs,
+    args: ArgsFor,
     logs: PathBuf,
     slots: Vec<Slot>,
-    crashes: Vec<Crash>,
+    pub(crate) crashes: Vec<Crash>,
 }
 
 struct Slot {
@@ -334,15 +334,26 @@ struct Slot {
 }
 
 impl Workers {
+    /// Starts `count` workers (slots `0..count`, incarnation 0), logging into `logs`.
+    pub(crate) fn start(args: ArgsFor, count: u32, logs: &Path) -> Result<Self, String> {
+        let mut workers = Self {
+            exe: own_binary()?,
+            args,
+            logs: logs.to_path_buf(),
+            slots: Vec::new(),
+            crashes: Vec::new(),
+        };
+        for slot in 0..count {
+            let spawned = workers.spawn(slot, 0).map_err(|e| format!("worker: {e}"))?;
+            workers.slots.push(spawned);
+        }
+        Ok(workers)
+    }
+
     fn spawn(&self, slot: u32, incarnation: u32) -> io::Result<Slot> {
         let log = self.logs.join(format!("worker-{slot}.{incarnation}.log"));
-        let args = WorkerArgs {
-            slot,
-            incarnation,
-            ..self.base.clone()
-        };
         let child = Command::new(&self.exe)
-            .args(args.to_args())
+            .args((self.args)(slot, incarnation))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log)?)
@@ -354,7 +365,7 @@ impl Workers {
         })
     }
 
-    fn pid_of(&self, worker: WorkerId) -> Option<Pid> {
+    pub(crate) fn pid_of(&self, worker: WorkerId) -> Option<Pid> {
         let slot = self.slots.get(usize::try_from(worker.0).ok()?)?;
         (slot.incarnation == worker.1)
             .then(|| i32::try_from(slot.child.id()).ok().map(Pid::from_raw))
@@ -362,7 +373,7 @@ impl Workers {
     }
 
     /// Kills `worker` (`SIGKILL`) and starts the next incarnation of its slot.
-    fn kill(&mut self, worker: WorkerId) -> Result<(), String> {
+    pub(crate) fn kill(&mut self, worker: WorkerId) -> Result<(), String> {
         let index = usize::try_from(worker.0).map_err(|e| e.to_string())?;
         let slot = self.slots.get_mut(index).ok_or("no such slot")?;
         if slot.incarnation != worker.1 {
@@ -397,7 +408,7 @@ impl Workers {
     }
 
     /// Sleeps until `deadline`, watching for crashed workers.
-    fn wait_until(&mut self, deadline: Instant) {
+    pub(crate) fn wait_until(&mut self, deadline: Instant) {
         loop {
             self.check();
             let now = Instant::now();
@@ -410,7 +421,7 @@ impl Workers {
 
     /// Waits for every worker to leave (the oracle told them to); kills the ones that do
     /// not within [`STOP_WAIT`] and returns them.
-    fn stop(&mut self) -> Vec<WorkerId> {
+    pub(crate) fn stop(&mut self) -> Vec<WorkerId> {
         let deadline = Instant::now() + STOP_WAIT;
         let mut hung = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
@@ -469,7 +480,7 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-fn signal(pid: Pid, sig: Signal) -> Result<(), String> {
+pub(crate) fn signal(pid: Pid, sig: Signal) -> Result<(), String> {
     kill(pid, sig).map_err(|e| format!("harness: {sig}: {e}"))
 }
 

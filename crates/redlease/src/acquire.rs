@@ -27,7 +27,7 @@ use crate::outcome::Lost;
 use crate::quorum::{Refused, Round, Vote};
 use crate::retry::Retry;
 use crate::script::{Call, Code, Reply, Sequence};
-use crate::subscribe::Watch;
+use crate::subscribe::{Handed, Watch};
 use crate::telemetry;
 use crate::timing::LeaseTiming;
 
@@ -92,22 +92,12 @@ pub(crate) trait Claim: Send + Sync + 'static {
         }
     }
 
-    /// Redlock fencing: raises one backend's fence counter to at least `fence`.
-    fn raise_fence(&self, lease: &Lease, fence: u64) -> Call;
-
-    /// Confirms a hold a release handed to this waiter: the hold gets the waiter's own TTL
-    /// (and value) if it is still the waiter's; read with [`Reply::ownership`].
-    fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call;
-
-    /// Takes the waiter `entry` out of the waiters (the acquire ended without the hold).
-    fn leave(&self, lease: &Lease, entry: &str) -> Call;
-
     /// The mode byte of this claim's waiter entries.
     fn entry_mode(&self) -> char;
 
-    /// How often a listed waiter asking for `timing` retries at least, keeping the waiters
-    /// list alive.
-    fn refresh_every(&self, timing: &LeaseTiming) -> Duration;
+    /// A hold a release handed to this waiter is taken as it is: what came with it (a
+    /// semaphore permit's slot) is the claim's to keep.
+    fn take_handed(&self, _handed: Handed) {}
 }
 
 /// What a caller asked for, validated.
@@ -119,6 +109,11 @@ pub(crate) struct Ask {
     pub(crate) retry: Retry,
     pub(crate) auto_renew: bool,
     pub(crate) max_hold: Option<Duration>,
+    /// How often a listed waiter retries at least, keeping the waiters list alive.
+    pub(crate) refresh_every: Duration,
+    /// Redlock fencing: the call that raises one backend's fence counter to at least a fence
+    /// (every primitive's counter is the name's one).
+    pub(crate) raise_fence: fn(&Lease, u64) -> Call,
 }
 
 /// A granted hold.
@@ -152,10 +147,8 @@ pub(crate) async fn acquire<C: Claim>(
 /// The attempts of one acquire, until one is granted (the fence) or the acquire fails.
 async fn attempts<C: Claim>(acquisition: &mut Acquisition<'_, C>) -> Result<u64, Error> {
     let (engine, lease) = (acquisition.engine, acquisition.lease.clone());
-    let claim = acquisition.claim.clone();
     let mut unclaimed = Unclaimed {
         engine,
-        claim: &*claim,
         lease: &lease,
         maybe_granted: false,
         listed: None,
@@ -191,15 +184,14 @@ async fn attempts<C: Claim>(acquisition: &mut Acquisition<'_, C>) -> Result<u64,
 /// whose request is in flight, and a listed waiter entry. If the acquire ends without a guard
 /// (error or cancellation), the hold is deleted in the background by token, and the entry
 /// leaves the waiters (waking the next one if the lock is free).
-struct Unclaimed<'a, C: Claim> {
+struct Unclaimed<'a> {
     engine: &'a Arc<Engine>,
-    claim: &'a C,
     lease: &'a Arc<Lease>,
     maybe_granted: bool,
     listed: Option<String>,
 }
 
-impl<C: Claim> Drop for Unclaimed<'_, C> {
+impl Drop for Unclaimed<'_> {
     fn drop(&mut self) {
         if self.maybe_granted {
             self.engine.release_in_background(self.lease.clone());
@@ -207,7 +199,7 @@ impl<C: Claim> Drop for Unclaimed<'_, C> {
         if let Some(entry) = &self.listed
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let call = self.claim.leave(self.lease, entry);
+            let call = self.lease.leave_call(entry);
             let engine = self.engine.clone();
             runtime.spawn(async move {
                 engine.quorum().broadcast(call, "leaving the waiters").await;
@@ -237,8 +229,8 @@ struct Acquisition<'a, C> {
     listed_since: Option<Instant>,
     wakeups: Option<Watch>,
     may_subscribe: bool,
-    /// A release handed this waiter the lock, with this fence.
-    handed: Option<u64>,
+    /// A release handed this waiter the hold.
+    handed: Option<Handed>,
     /// The time spent between attempts so far.
     waited: Duration,
     /// The last wait was cut short to list the waiter again (see [`Acquisition::wait`]).
@@ -296,10 +288,11 @@ impl<'a, C: Claim> Acquisition<'a, C> {
 
     /// One round over the backends (or a hand-off taken as it is); the fence when granted.
     async fn attempt(&mut self) -> Result<u64, Refused> {
-        if let Some(fence) = self.handed.take()
+        if let Some(handed) = self.handed.take()
             && self.take_hand_off()
         {
-            return Ok(fence);
+            self.claim.take_handed(handed);
+            return Ok(handed.fence);
         }
         let sent = Instant::now();
         tracing::trace!(target: "redlease::handoff", name = self.lease.name(), "attempt sent");
@@ -333,7 +326,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             }
         };
         let raise = |backend: Arc<Backend>, fence: u64, limit: Duration| {
-            let call = claim.raise_fence(lease, fence);
+            let call = (self.ask.raise_fence)(lease, fence);
             async move {
                 backend
                     .call(&call, "raising the fence counter", limit, Durability::Plain)
@@ -392,7 +385,6 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         tracing::trace!(target: "redlease::handoff", name = self.lease.name(), "lease granted");
         let confirm = confirm(
             self.engine.clone(),
-            self.claim.clone(),
             self.lease.clone(),
             self.ask.clone(),
             listed,
@@ -438,7 +430,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         // gone without a release). Otherwise the retry policy's delay is the longest wait.
         let handed_over = self.earlier.listed && self.wakeups.is_some();
         let pause = if handed_over {
-            self.claim.refresh_every(&self.ask.timing)
+            self.ask.refresh_every
         } else {
             backoff
         };
@@ -510,16 +502,10 @@ impl<'a, C: Claim> Acquisition<'a, C> {
 /// renewal starts from there (a hold cap from `granted`). A confirmation that finds the lease
 /// gone (it was released meanwhile, or the claim ran out) leaves it to be lost at its
 /// deadline; one that fails to reach the server, likewise.
-async fn confirm<C: Claim>(
-    engine: Arc<Engine>,
-    claim: Arc<C>,
-    lease: Arc<Lease>,
-    ask: Ask,
-    granted: Instant,
-) {
+async fn confirm(engine: Arc<Engine>, lease: Arc<Lease>, ask: Ask, granted: Instant) {
     const CONTEXT: &str = "confirming a handed-over lease";
     let sent = Instant::now();
-    let call = claim.confirm(&lease, &ask.timing);
+    let call = lease.confirm_call(&ask.timing);
     let Some(backend) = engine.quorum().only() else {
         return;
     };

@@ -22,6 +22,14 @@ pub(crate) enum Suffix {
     /// The waiters of the lock (a list of waiter entries, oldest first), with a TTL renewed
     /// while anyone waits.
     Waiters,
+    /// A read-write lock's shares: a sorted set of reader tokens by expiry (server time in ms),
+    /// expiring with the last share.
+    Readers,
+    /// What each reader stored with its share (its label), expiring with the last share.
+    ReaderLabels,
+    /// A semaphore's permits: a hash of token → slot, fence and label, and the stored limit;
+    /// expiring with the last permit (the permits' expiries are the lock key's sorted set).
+    Permits,
 }
 
 impl Suffix {
@@ -29,6 +37,9 @@ impl Suffix {
         match self {
             Self::Fence => ":fence",
             Self::Waiters => ":waiters",
+            Self::Readers => ":readers",
+            Self::ReaderLabels => ":readers:labels",
+            Self::Permits => ":permits",
         }
     }
 }

@@ -27,6 +27,12 @@ pub(crate) struct HoldScripts {
     pub(crate) extend: fn(&Lease, u64) -> Call,
     /// Compare-and-delete.
     pub(crate) release: fn(&Lease) -> Call,
+    /// Confirms a hold a release handed to this waiter: the hold gets the waiter's own TTL
+    /// (and label) if it is still the waiter's; read with [`Reply::ownership`](crate::script::Reply::ownership).
+    pub(crate) confirm: fn(&Lease, &LeaseTiming) -> Call,
+    /// Takes the waiter entry out of the waiters (the acquire ended without the hold), giving
+    /// back a hold handed to it meanwhile.
+    pub(crate) leave: fn(&Lease, &str) -> Call,
 }
 
 /// How the scripts that free a hold hand it to the next waiter.
@@ -162,6 +168,16 @@ impl Lease {
     /// The call that gives this lease back on one backend.
     pub(crate) fn release_call(&self) -> Call {
         (self.scripts.release)(self)
+    }
+
+    /// The call that confirms this lease, handed to its waiter, with `timing`.
+    pub(crate) fn confirm_call(&self, timing: &LeaseTiming) -> Call {
+        (self.scripts.confirm)(self, timing)
+    }
+
+    /// The call that takes this lease's waiter `entry` out of the waiters.
+    pub(crate) fn leave_call(&self, entry: &str) -> Call {
+        (self.scripts.leave)(self, entry)
     }
 
     /// The state, even if a thread panicked while holding the lock: every update leaves it
@@ -388,9 +404,19 @@ mod tests {
         unreachable!("no Redis in these tests")
     }
 
+    fn unused_confirm(_: &Lease, _: &LeaseTiming) -> Call {
+        unreachable!("no Redis in these tests")
+    }
+
+    fn unused_leave(_: &Lease, _: &str) -> Call {
+        unreachable!("no Redis in these tests")
+    }
+
     static SCRIPTS: HoldScripts = HoldScripts {
         extend: unused_extend,
         release: unused_call,
+        confirm: unused_confirm,
+        leave: unused_leave,
     };
 
     fn lease() -> Lease {

@@ -67,7 +67,17 @@
 //!
 //! A lock named `N` uses the key `{prefix}{N}` for the owner's token (with the TTL) and
 //! `{prefix}{N}:fence` for the fencing counter (never expires). The name is a Cluster hash tag,
-//! so both keys live in one slot. The prefix defaults to [`DEFAULT_PREFIX`].
+//! so both keys live in one slot. The prefix defaults to [`DEFAULT_PREFIX`]. A
+//! [`Semaphore`]'s permits and an [`RwLock`]'s readers use `{prefix}{N}` too (the readers as
+//! the lock key itself, so that a writer — any lock client — sees it taken), with companion
+//! keys that expire with the last hold; only the fence counter persists.
+//!
+//! # Semaphores and read-write locks
+//!
+//! [`Client::semaphore`] allows at most N holders of a name at once: each [`Permit`] is a lease
+//! of its own, with a slot and a fence. [`Client::rwlock`] shares a name among readers
+//! ([`ReadGuard`]) and gives it to one writer at a time — the lock itself, so
+//! [`Client::acquire`] and a reader exclude each other; writers are preferred.
 //!
 //! # Defaults
 //!
@@ -165,7 +175,9 @@ mod outcome;
 mod quorum;
 mod renew;
 mod retry;
+mod rwlock;
 mod script;
+mod semaphore;
 mod subscribe;
 mod telemetry;
 mod timing;
@@ -181,6 +193,8 @@ pub use lock::{Guard, Holder, LockInfo};
 pub use options::{LockOptions, MAX_LABEL_LEN};
 pub use outcome::{Lost, ReleaseOutcome};
 pub use retry::Retry;
+pub use rwlock::{ReadGuard, RwLock};
+pub use semaphore::{MAX_PERMITS, Permit, Semaphore};
 pub use timing::{DEFAULT_DRIFT_FACTOR, DRIFT_FLOOR, MAX_TTL};
 pub use token::Token;
 

@@ -1,7 +1,7 @@
 //! Waiting without polling. Every client has one wake channel and one subscriber connection
 //! on it; a waiter lists itself (its token and the channel) in the lock's waiters, and a
 //! release hands the lock to the oldest waiter whose client still listens, publishing
-//! "token fence lock-key" on that client's channel. So a release wakes exactly one waiter, in
+//! "token fence lock-key" on that client's channel (a semaphore's: "token fence:slot key"). So a release wakes exactly one waiter, in
 //! one process, and nobody else sees a message.
 //!
 //! A message can arrive before its waiter has registered here (the waiter listed itself in an
@@ -50,9 +50,9 @@ struct Inner {
 #[derive(Default)]
 struct State {
     /// Waiters by token.
-    waiters: HashMap<String, mpsc::UnboundedSender<u64>>,
-    /// Hand-offs (token, fence) that arrived before their waiter registered.
-    early: VecDeque<(String, u64, Instant)>,
+    waiters: HashMap<String, mpsc::UnboundedSender<Handed>>,
+    /// Hand-offs that arrived before their waiter registered.
+    early: VecDeque<(String, Handed, Instant)>,
     /// A subscriber task is running (or starting).
     running: bool,
     /// Callers waiting for the subscription to be confirmed.
@@ -68,17 +68,44 @@ impl std::fmt::Debug for Subscriber {
     }
 }
 
+/// What a release handed a waiter: the hold's fence, and a semaphore permit's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handed {
+    pub(crate) fence: u64,
+    pub(crate) slot: Option<u32>,
+}
+
+impl Handed {
+    /// Reads a hand-off message, `token fence[:slot] key`: the token and what it was handed.
+    fn parse(message: &str) -> Option<(&str, Self)> {
+        let mut fields = message.splitn(3, ' ');
+        let token = fields.next()?;
+        let grant = fields.next()?;
+        let (fence, slot) = match grant.split_once(':') {
+            Some((fence, slot)) => (fence, Some(slot.parse().ok()?)),
+            None => (grant, None),
+        };
+        Some((
+            token,
+            Self {
+                fence: fence.parse().ok()?,
+                slot,
+            },
+        ))
+    }
+}
+
 /// One waiter's registration; unregisters when dropped.
 pub(crate) struct Watch {
     inner: Arc<Inner>,
     token: String,
-    handed: mpsc::UnboundedReceiver<u64>,
+    handed: mpsc::UnboundedReceiver<Handed>,
 }
 
 impl Watch {
-    /// Waits until a release hands this waiter the lock, and returns the fence it was handed
-    /// with; `None` if the subscriber connection is gone (the caller then polls).
-    pub(crate) async fn handed(&mut self) -> Option<u64> {
+    /// Waits until a release hands this waiter the hold, and returns what it was handed;
+    /// `None` if the subscriber connection is gone (the caller then polls).
+    pub(crate) async fn handed(&mut self) -> Option<Handed> {
         self.handed.recv().await
     }
 }
@@ -162,9 +189,9 @@ impl Subscriber {
             .early
             .retain(|&(_, _, at)| now.saturating_duration_since(at) < EARLY_WAKE_KEPT);
         if let Some(at) = state.early.iter().position(|(early, _, _)| early == token)
-            && let Some((_, fence, _)) = state.early.remove(at)
+            && let Some((_, handed, _)) = state.early.remove(at)
         {
-            let _ = sender.send(fence);
+            let _ = sender.send(handed);
         }
         state.waiters.insert(token.to_owned(), sender);
         Some(Watch {
@@ -187,16 +214,14 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Tells the waiter of a hand-off (`token fence lock-key`), or keeps it for the waiter.
+    /// Tells the waiter of a hand-off (`token fence[:slot] key`), or keeps it for the waiter.
     fn hand_off(&self, message: &str) {
-        let mut fields = message.splitn(3, ' ');
-        let (Some(token), Some(Ok(fence))) = (fields.next(), fields.next().map(str::parse::<u64>))
-        else {
+        let Some((token, handed)) = Handed::parse(message) else {
             return;
         };
         let mut state = self.state();
         if let Some(waiter) = state.waiters.get(token)
-            && waiter.send(fence).is_ok()
+            && waiter.send(handed).is_ok()
         {
             return;
         }
@@ -205,7 +230,7 @@ impl Inner {
         }
         state
             .early
-            .push_back((token.to_owned(), fence, Instant::now()));
+            .push_back((token.to_owned(), handed, Instant::now()));
     }
 
     /// The subscription is confirmed (`live`) or could not be had: tells the callers waiting
@@ -272,4 +297,26 @@ async fn subscriber(inner: Arc<Inner>) {
         }
     }
     inner.ended();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Handed;
+
+    #[test]
+    fn hand_off_messages_carry_a_fence_and_maybe_a_slot() {
+        let lock = Handed {
+            fence: 7,
+            slot: None,
+        };
+        assert_eq!(Handed::parse("t 7 redlease:{a b}"), Some(("t", lock)));
+        let permit = Handed {
+            fence: 9,
+            slot: Some(2),
+        };
+        assert_eq!(Handed::parse("t 9:2 redlease:{s}"), Some(("t", permit)));
+        assert_eq!(Handed::parse("t x:2 k"), None);
+        assert_eq!(Handed::parse("t 9:x k"), None);
+        assert_eq!(Handed::parse("t"), None);
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use redlease_testkit::{RedisServer, start_nodes};
 
-use crate::{output, redis_get, redlease, stderr, wait_until_held};
+use crate::{output, redis_get, redlease, runs_at_once, stderr, wait_until_held};
 
 #[test]
 fn eight_processes_times_five_runs_never_lose_an_increment() {
@@ -19,27 +19,7 @@ fn eight_processes_times_five_runs_never_lose_an_increment() {
         "n=$(cat {0}); sleep 0.02; echo $((n + 1)) > {0}",
         counter.display()
     );
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let url = server.url();
-            let script = script.clone();
-            std::thread::spawn(move || {
-                for _ in 0..5 {
-                    let status = Command::new(env!("CARGO_BIN_EXE_redlease"))
-                        .args([
-                            "--redis", &url, "run", "--wait", "60s", "counter", "-c", &script,
-                        ])
-                        .stdin(Stdio::null())
-                        .status()
-                        .unwrap();
-                    assert!(status.success(), "{status:?}");
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.join().unwrap();
-    }
+    runs_at_once(&server, 8, 5, &["--wait", "60s", "counter", "-c", &script]);
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "40");
 }
 

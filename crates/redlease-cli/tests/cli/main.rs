@@ -10,6 +10,7 @@ mod basics;
 mod faults;
 mod guardian;
 mod operator;
+mod primitives;
 mod terminal;
 
 use std::process::{Command, Output, Stdio};
@@ -29,6 +30,31 @@ fn redlease(servers: &[&RedisServer]) -> Command {
         command.arg("--redis").arg(server.url());
     }
     command
+}
+
+/// `processes` threads each running `redlease run ARGS…` `runs` times, all at once; every run
+/// must succeed.
+fn runs_at_once(server: &RedisServer, processes: usize, runs: usize, args: &[&str]) {
+    let args: Vec<String> = args.iter().map(|&arg| arg.to_owned()).collect();
+    let workers: Vec<_> = (0..processes)
+        .map(|_| {
+            let (url, args) = (server.url(), args.clone());
+            std::thread::spawn(move || {
+                for _ in 0..runs {
+                    let status = Command::new(env!("CARGO_BIN_EXE_redlease"))
+                        .args(["--redis", &url, "run"])
+                        .args(&args)
+                        .stdin(Stdio::null())
+                        .status()
+                        .unwrap();
+                    assert!(status.success(), "{status:?}");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
 }
 
 fn output(command: &mut Command) -> Output {

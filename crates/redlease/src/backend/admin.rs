@@ -1,25 +1,14 @@
-//! Reads for operators and tools: several commands at once, key scans, and the server's
+//! Reads for operators and tools: key scans, and the server's
 //! eviction policy. None of them changes anything.
 
 use std::time::Duration;
 
-use redis::{Cmd, RedisResult, Value};
+use redis::Value;
 
 use super::Backend;
 use crate::error::Error;
 
 impl Backend {
-    /// Sends independent read commands at once (see [`Deployment::send_each`](super::Deployment::send_each)),
-    /// each getting its own reply, within the command timeout.
-    pub(crate) async fn read_each(
-        &self,
-        cmds: &[Cmd],
-        context: &'static str,
-    ) -> Result<Vec<RedisResult<Value>>, Error> {
-        let cx = self.context(context, self.command_timeout);
-        self.deployment.send_each(cmds, cx).await
-    }
-
     /// The keys matching a glob `pattern` (already prefixed), found with `SCAN`.
     pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<String>, Error> {
         let cx = self.context("listing locks", self.command_timeout);

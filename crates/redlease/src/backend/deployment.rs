@@ -95,35 +95,6 @@ impl Deployment {
             .await
     }
 
-    /// Sends independent commands, each getting its own reply: pipelined in one round trip on
-    /// a server; on a Cluster (their keys may live on different primaries) as concurrent
-    /// single commands, which follow redirections.
-    pub(crate) async fn send_each(
-        &self,
-        cmds: &[Cmd],
-        cx: Context<'_>,
-    ) -> Result<Vec<RedisResult<Value>>, Error> {
-        match self {
-            Self::Server(_) => {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors();
-                for cmd in cmds {
-                    pipe.add_command(cmd.clone());
-                }
-                self.send_pipeline(&pipe, cx).await
-            }
-            #[cfg(feature = "cluster")]
-            Self::Cluster { connection, .. } => {
-                let sends = cmds.iter().map(|cmd| async move {
-                    let mut handle = connection.handle();
-                    cmd.query_async::<Value>(&mut handle).await
-                });
-                let all = async { Ok(join_all(sends).await) };
-                bounded(cx.node, cx.what, cx.limit.min(cx.command_timeout), all).await
-            }
-        }
-    }
-
     /// Loads `scripts` so that the first call of each costs one round trip rather than three
     /// (`EVALSHA`, `NOSCRIPT`, `SCRIPT LOAD`). This is also the first request on a new
     /// connection, so it proves the server answers.

@@ -2,6 +2,7 @@
 //! Sentinel service, a caller's connection), refusing a server listed twice, loading the
 //! scripts, and checking eviction policies.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -22,6 +23,7 @@ use crate::conn::{Connection, PubSubSource};
 use crate::engine::Engine;
 use crate::error::{BackendError, BackendErrorKind, ConfigError, Error};
 use crate::quorum::Quorum;
+use crate::script::Script;
 use crate::subscribe::Subscriber;
 use crate::timing::Drift;
 
@@ -123,7 +125,7 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
     pubsub.sort_by(|(a, _), (b, _)| backends[*a].label().cmp(backends[*b].label()));
     let quorum = Quorum::new(backends);
     let limit = settings.connect_timeout + settings.command_timeout;
-    quorum.load_scripts(&crate::lock::SCRIPTS, limit).await?;
+    quorum.load_scripts(&SCRIPTS, limit).await?;
     check_eviction(&quorum, settings.eviction_check, limit).await?;
     let wake_channel = format!("{}wake:{}", settings.prefix, client_id()?);
     let subscriber = Subscriber::new(pubsub, wake_channel, settings.connect_timeout);
@@ -136,6 +138,16 @@ pub(crate) async fn engine(settings: Settings) -> Result<Engine, Error> {
         settings.metrics_per_name,
     ))
 }
+
+/// Every primitive's scripts, loaded at connect so that each first call costs one round trip.
+static SCRIPTS: LazyLock<Vec<&'static Script>> = LazyLock::new(|| {
+    [
+        &crate::lock::SCRIPTS[..],
+        &crate::rwlock::SCRIPTS[..],
+        &crate::semaphore::SCRIPTS[..],
+    ]
+    .concat()
+});
 
 /// A random id for this client's wake channel (64 bits: distinct among the clients of a
 /// deployment; not a secret).

@@ -12,6 +12,8 @@ use crate::error::Error;
 use crate::lock::{self, Guard, Holder, LockInfo};
 use crate::options::LockOptions;
 use crate::retry::Retry;
+use crate::rwlock::RwLock;
+use crate::semaphore::Semaphore;
 pub use builder::{
     ClientBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_URL,
     EvictionCheck,
@@ -184,6 +186,32 @@ impl Client {
     /// ```
     pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<Guard, Error> {
         lock::acquire(&self.engine, name, options).await
+    }
+
+    /// A counting semaphore on `name`: at most `limit` permits at once (see [`Semaphore`]).
+    /// Nothing is checked or sent until it is used.
+    ///
+    /// ```no_run
+    /// # async fn example(client: redlease::Client) -> Result<(), redlease::Error> {
+    /// let permit = client.semaphore("gpus", 4).try_acquire(std::time::Duration::from_secs(30)).await?;
+    /// println!("GPU {}", permit.slot());
+    /// # Ok(()) }
+    /// ```
+    pub fn semaphore(&self, name: &str, limit: u32) -> Semaphore {
+        Semaphore::new(self.engine.clone(), name, limit)
+    }
+
+    /// A read-write lock on `name` (see [`RwLock`]): its writers are this client's
+    /// [`acquire`](Self::acquire) on the same name. Nothing is checked or sent until it is used.
+    ///
+    /// ```no_run
+    /// # async fn example(client: redlease::Client) -> Result<(), redlease::Error> {
+    /// let reader = client.rwlock("catalog").try_read(std::time::Duration::from_secs(10)).await?;
+    /// reader.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn rwlock(&self, name: &str) -> RwLock {
+        RwLock::new(self.engine.clone(), name)
     }
     /// Reads a lock's state without changing it: holder, time left, fence counter, waiters.
     ///

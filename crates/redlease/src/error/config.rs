@@ -32,6 +32,17 @@ pub enum ConfigError {
     },
     /// Fair mode was asked for with several nodes; it needs exactly one.
     FairNeedsOneNode,
+    /// A semaphore was used with several independent nodes (Redlock): majorities cannot count
+    /// permits (three clients can each hold 2 of 3 nodes of a 2-permit semaphore), so it needs
+    /// one node (a server, a Cluster or a Sentinel service).
+    SemaphoreNeedsOneNode,
+    /// A semaphore's limit is 0 or above [`MAX_PERMITS`](crate::MAX_PERMITS).
+    LimitOutOfRange {
+        /// The requested limit.
+        limit: u32,
+        /// The largest accepted limit.
+        max: u32,
+    },
     /// The holder label is longer than [`MAX_LABEL_LEN`](crate::MAX_LABEL_LEN) bytes.
     LabelTooLong {
         /// The label's length in bytes.
@@ -139,6 +150,13 @@ impl fmt::Display for ConfigError {
             Self::FairNeedsOneNode => f.write_str(
                 "fair mode needs a single node: the queues of several nodes could disagree",
             ),
+            Self::SemaphoreNeedsOneNode => f.write_str(
+                "a semaphore needs a single node (a server, a Cluster or a Sentinel service): \
+                 majorities of several nodes cannot count permits",
+            ),
+            Self::LimitOutOfRange { limit, max } => {
+                write!(f, "a semaphore's limit must be from 1 to {max}, got {limit}")
+            }
             Self::LabelTooLong { len, max } => {
                 write!(f, "the holder label is {len} bytes long; the maximum is {max}")
             }

@@ -65,6 +65,15 @@ pub enum Error {
         /// What went wrong on each node that failed.
         errors: Vec<BackendError>,
     },
+    /// A semaphore's permits are held under another limit than this client asked for: clients
+    /// disagree about it. Change it on purpose with [`Semaphore::resize`](crate::Semaphore::resize);
+    /// once no permit is held, any limit takes effect.
+    LimitMismatch {
+        /// The limit this client asked for.
+        asked: u32,
+        /// The limit the current holders use, kept with their permits.
+        stored: u32,
+    },
     /// The operating system's random source failed, so no lease token could be drawn.
     Entropy(String),
     /// The `blocking` client's runtime thread could not be started (the
@@ -100,7 +109,7 @@ impl Error {
     /// stops retrying at once on these.
     pub(crate) fn is_permanent(&self) -> bool {
         match self {
-            Self::InvalidConfig(_) | Self::WrongType { .. } => true,
+            Self::InvalidConfig(_) | Self::WrongType { .. } | Self::LimitMismatch { .. } => true,
             Self::Backend(e) => e.is_permanent(),
             Self::NoQuorum { errors, .. } => {
                 !errors.is_empty() && errors.iter().all(BackendError::is_permanent)
@@ -142,6 +151,11 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Self::LimitMismatch { asked, stored } => write!(
+                f,
+                "the semaphore's permits are held with a limit of {stored}, not {asked}: \
+                 every client must use the same limit (or resize it on purpose)"
+            ),
             Self::Entropy(e) => write!(
                 f,
                 "cannot draw a lease token from the OS random source: {e}"

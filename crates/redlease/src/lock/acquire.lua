@@ -12,9 +12,7 @@
 if redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'NX', 'PX', ARGV[2]) then
   local fence = redis.pcall('INCR', KEYS[2])
   if type(fence) == 'number' and fence > 0 then
-    if ARGV[6] == '1' then
-      redis.call('LREM', KEYS[3], 0, ARGV[4])
-    end
+    unlist_waiter(KEYS[3])
     return reply(DONE, fence)
   end
   -- Scripts are not rolled back: undo the SET so a failed acquire leaves nothing behind.
@@ -28,21 +26,14 @@ if ARGV[6] == '1' or ARGV[7] == '1' then
   end
   if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
     redis.call('SET', KEYS[1], ARGV[1] .. ARGV[3], 'PX', ARGV[2])
-    if ARGV[6] == '1' then
-      redis.call('LREM', KEYS[3], 0, ARGV[4])
-    end
+    unlist_waiter(KEYS[3])
     return reply(DONE, tonumber(redis.call('GET', KEYS[2])) or 0)
   end
 end
-local pttl = redis.call('PTTL', KEYS[1])
--- A lock key never lasts forever: one without expiry may hold another type.
-if pttl == -1 and redis.call('TYPE', KEYS[1]).ok ~= 'string' then
+-- Another primitive's keys (a semaphore's), or foreign data, are not a holder to wait for.
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then
   return wrong_type(1)
 end
-if ARGV[4] ~= '' then
-  if ARGV[6] ~= '1' or not redis.call('LPOS', KEYS[3], ARGV[4]) then
-    redis.call('RPUSH', KEYS[3], ARGV[4])
-  end
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
-end
+local pttl = redis.call('PTTL', KEYS[1])
+list_waiter(KEYS[3])
 return reply(HELD, pttl)

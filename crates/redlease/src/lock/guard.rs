@@ -76,6 +76,9 @@ impl Guard {
     /// (as long as Redis keeps the counter: see DESIGN.md). Fences need not be consecutive:
     /// an acquire that found the lock held may have used a number up. Send it with every write to the
     /// protected resource and have the resource reject anything not above the largest it saw.
+    /// A semaphore permit's fence increases the same way; guard a resource per
+    /// [slot](crate::Permit::slot). A reader's ([`ReadGuard`](crate::ReadGuard)) is at least the
+    /// latest write grant's and below the next one's: it tells which writes the reader follows.
     pub fn fence(&self) -> u64 {
         self.fence
     }
@@ -324,3 +327,24 @@ impl Drop for Guard {
         }
     }
 }
+
+/// Makes a primitive's guard, a struct with a `guard: Guard` field, usable as that [`Guard`]
+/// (deadline, loss signal, extend): every hold is a lease, whatever the primitive.
+macro_rules! derefs_to_guard {
+    ($holder:ty) => {
+        impl std::ops::Deref for $holder {
+            type Target = $crate::lock::Guard;
+
+            fn deref(&self) -> &$crate::lock::Guard {
+                &self.guard
+            }
+        }
+
+        impl std::ops::DerefMut for $holder {
+            fn deref_mut(&mut self) -> &mut $crate::lock::Guard {
+                &mut self.guard
+            }
+        }
+    };
+}
+pub(crate) use derefs_to_guard;

@@ -4,41 +4,60 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::{RedisResult, Value};
+use redis::Value;
 
-use super::scripts;
+use super::scripts::{self, SHARED};
 use crate::backend::{Backend, Durability};
 use crate::engine::Engine;
-use crate::error::{BackendError, ConfigError, Error};
-use crate::keys::{Key, Keys, Suffix};
+use crate::error::{ConfigError, Error};
+use crate::keys::Keys;
 use crate::token::Token;
 
 /// Length of a token at the start of a lock key's value; the holder's label follows it.
 const TOKEN_LEN: usize = 32;
 
-/// What the servers say about one lock right now.
+/// What the servers say about one name right now: a lock's holder, a read-write lock's
+/// readers, or a semaphore's permits and limit; its fence counter and waiters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockInfo {
     /// The lock's name.
     pub name: String,
-    /// Who holds it, if anyone does on a majority of the nodes.
+    /// Who holds it alone (a lock's holder, a read-write lock's writer), if anyone does on a
+    /// majority of the nodes.
     pub holder: Option<Holder>,
+    /// The readers sharing it (a read-write lock held for reading), each with its own time
+    /// left, longest first.
+    pub readers: Vec<Holder>,
+    /// A semaphore's permits, by slot.
+    pub permits: Vec<Holder>,
+    /// A semaphore's limit, kept with its permits while any is held.
+    pub limit: Option<u32>,
     /// The fence counter (the largest over the nodes): at least the holder's fence, and below
     /// every later holder's.
     pub fence: u64,
     /// Waiters listed in Redis: `acquire` calls waiting for the lock, across clients (the
     /// largest number over the nodes).
     pub queued: u64,
+    /// Of those, the readers waiting for a read-write lock (the rest wait to write, or for a
+    /// permit).
+    pub queued_readers: u64,
     /// The distinct clients those waiters belong to.
     pub waiting_clients: u64,
-    /// How many nodes hold the current holder's key.
+    /// How many nodes hold the current holder's key (or the readers').
     pub held_on: usize,
     /// How many nodes answered.
     pub nodes: usize,
 }
 
-/// The current holder of a lock.
+impl LockInfo {
+    /// Whether anything holds the name: a holder, readers or permits.
+    pub fn is_held(&self) -> bool {
+        self.holder.is_some() || !self.readers.is_empty() || !self.permits.is_empty()
+    }
+}
+
+/// A current holder: of a lock, a reader's share, or a semaphore permit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Holder {
@@ -49,102 +68,122 @@ pub struct Holder {
     /// How long its lease still runs (the longest over the nodes holding it); `None` if the
     /// key has no expiry.
     pub remaining_ttl: Option<Duration>,
+    /// A semaphore permit's slot.
+    pub slot: Option<u32>,
+    /// A semaphore permit's fence.
+    pub fence: Option<u64>,
 }
 
 impl Holder {
     /// Reads a lock key's value (token, then label).
     fn from_value(value: &str, pttl_ms: i64) -> Self {
         let (token, label) = value.split_at(value.floor_char_boundary(TOKEN_LEN));
+        Self::new(token, label, pttl_ms)
+    }
+
+    fn new(token: &str, label: &str, remaining_ms: i64) -> Self {
         Self {
             label: label.to_owned(),
             token_fingerprint: Token::from_stored(token).fingerprint(),
-            remaining_ttl: u64::try_from(pttl_ms).ok().map(Duration::from_millis),
+            remaining_ttl: u64::try_from(remaining_ms).ok().map(Duration::from_millis),
+            slot: None,
+            fence: None,
+        }
+    }
+
+    /// A permit, from what its holder stored: "slot fence label".
+    fn permit(token: &str, info: &str, remaining_ms: i64) -> Self {
+        let mut fields = info.splitn(3, ' ');
+        let slot = fields.next().and_then(|slot| slot.parse().ok());
+        let fence = fields.next().and_then(|fence| fence.parse().ok());
+        Self {
+            slot,
+            fence,
+            ..Self::new(token, fields.next().unwrap_or_default(), remaining_ms)
         }
     }
 }
 
-/// What one backend has for a lock.
-#[derive(Debug)]
+/// One of several holders on one node: token, what it stored, milliseconds left.
+type Hold = (String, String, i64);
+
+/// What one backend has for a name.
+#[derive(Debug, Default)]
 struct NodeView {
-    /// The lock key's value: the holder's token followed by its label.
+    /// The lock key's value: the holder's token followed by its label (or the readers' value).
     value: Option<String>,
     /// The lock key's remaining time in milliseconds (negative: none).
     pttl_ms: i64,
     fence: u64,
     /// The waiter entries listed (token, mode, the client's wake channel).
     waiters: Vec<String>,
+    /// Readers' shares (label stored).
+    shares: Vec<Hold>,
+    /// A semaphore's permits ("slot fence label" stored).
+    permits: Vec<Hold>,
+    limit: Option<u32>,
 }
 
-/// Reads a lock's state on one backend in one round trip, without changing it.
+/// Reads a name's state on one backend in one script call (`inspect.lua`), without changing it.
 async fn view(backend: &Backend, keys: &Keys) -> Result<NodeView, Error> {
     const CONTEXT: &str = "inspecting a lock";
-    let read = |name: &str, key: Key<'_>| {
-        let mut cmd = redis::cmd(name);
-        cmd.arg(key);
-        cmd
+    let call = scripts::inspect(keys);
+    let reply = backend
+        .call(&call, CONTEXT, backend.command_timeout(), Durability::Plain)
+        .await?;
+    decode(&reply.detail).ok_or_else(|| backend.protocol_failure(CONTEXT).into())
+}
+
+/// Reads `inspect.lua`'s detail: fields written as `length:bytes`.
+fn decode(detail: &Value) -> Option<NodeView> {
+    let Value::BulkString(bytes) = detail else {
+        return None;
     };
-    let mut waiters = read("LRANGE", keys.key(Suffix::Waiters));
-    waiters.arg(0).arg(-1);
-    let reads = [
-        read("GET", keys.lock()),
-        read("PTTL", keys.lock()),
-        read("GET", keys.key(Suffix::Fence)),
+    let mut fields = Fields(bytes);
+    let value = fields.text()?;
+    let pttl_ms = fields.text()?.parse().ok()?;
+    let fence = fields.text()?.parse().ok()?;
+    let limit = fields.text()?;
+    let mut list = |items_per_entry: usize| -> Option<Vec<String>> {
+        let count: usize = fields.text()?.parse().ok()?;
+        if !count.is_multiple_of(items_per_entry) {
+            return None;
+        }
+        (0..count).map(|_| fields.text()).collect()
+    };
+    let waiters = list(1)?;
+    let holds = |flat: Vec<String>| -> Option<Vec<Hold>> {
+        flat.chunks(3)
+            .map(|hold| match hold {
+                [token, info, ms] => Some((token.clone(), info.clone(), ms.parse().ok()?)),
+                _ => None,
+            })
+            .collect()
+    };
+    let shares = holds(list(3)?)?;
+    let permits = holds(list(3)?)?;
+    Some(NodeView {
+        value: (!value.is_empty()).then_some(value),
+        pttl_ms,
+        fence,
         waiters,
-    ];
-    let replies = backend.read_each(&reads, CONTEXT).await?;
-    let [value, pttl, fence, waiters] = <[RedisResult<Value>; 4]>::try_from(replies)
-        .map_err(|_| Error::Backend(backend.protocol_failure(CONTEXT)))?;
-    let checked = |reply: RedisResult<Value>, key: &dyn Fn() -> String| match reply {
-        Ok(value) => Ok(value),
-        Err(e) if e.code() == Some("WRONGTYPE") => Err(Refusal::WrongType(key())),
-        Err(e) => Err(Refusal::Backend(BackendError::from_redis(
-            backend.label(),
-            CONTEXT,
-            e,
-        ))),
-    };
-    let lock_key = || keys.lock.clone();
-    let decoded = (|| {
-        Ok(NodeView {
-            value: parse(checked(value, &lock_key)?)?,
-            pttl_ms: parse(checked(pttl, &lock_key)?)?,
-            fence: parse::<Option<u64>>(checked(fence, &|| keys.owned(Suffix::Fence))?)?
-                .unwrap_or(0),
-            waiters: parse(checked(waiters, &|| keys.owned(Suffix::Waiters))?)?,
-        })
-    })();
-    match decoded {
-        Ok(view) => Ok(view),
-        Err(Refusal::Backend(e)) => Err(e.into()),
-        Err(Refusal::Malformed) => Err(backend.protocol_failure(CONTEXT).into()),
-        Err(Refusal::WrongType(key)) => Err(wrong_type(backend, key).await),
+        shares,
+        permits,
+        limit: limit.parse().ok(),
+    })
+}
+
+/// Fields of `length:bytes`, read in turn.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn text(&mut self) -> Option<String> {
+        let colon = self.0.iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&self.0[..colon]).ok()?.parse().ok()?;
+        let field = self.0.get(colon + 1..colon + 1 + len)?;
+        self.0 = &self.0[colon + 1 + len..];
+        Some(String::from_utf8_lossy(field).into_owned())
     }
-}
-
-/// Why a backend's view of a lock could not be read.
-enum Refusal {
-    WrongType(String),
-    Backend(BackendError),
-    Malformed,
-}
-
-fn parse<T: redis::FromRedisValue>(value: Value) -> Result<T, Refusal> {
-    redis::from_redis_value(value).map_err(|_| Refusal::Malformed)
-}
-
-/// `key` holds the wrong type: which one, asked with `TYPE`.
-async fn wrong_type(backend: &Backend, key: String) -> Error {
-    let mut cmd = redis::cmd("TYPE");
-    cmd.arg(&key);
-    let found = match backend.read_each(&[cmd], "reading a key's type").await {
-        Ok(replies) => match replies.into_iter().next() {
-            Some(Ok(Value::SimpleString(kind))) => kind,
-            Some(Ok(Value::BulkString(kind))) => String::from_utf8_lossy(&kind).into_owned(),
-            _ => "value".to_owned(),
-        },
-        Err(_) => "value".to_owned(),
-    };
-    Error::WrongType { key, found }
 }
 
 /// The number of distinct clients among waiter entries (an entry ends with its client's wake
@@ -204,7 +243,7 @@ pub(crate) async fn list(engine: &Engine, pattern: &str) -> Result<Vec<LockInfo>
     for name in names {
         let info = inspect(engine, &name).await?;
         // Gone between the scan and the look.
-        if info.holder.is_some() {
+        if info.is_held() {
             locks.push(info);
         }
     }
@@ -243,33 +282,82 @@ fn most_common<'a>(values: impl Iterator<Item = &'a String>) -> Option<&'a Strin
         .map(|(value, _)| value)
 }
 
+/// The holds found on at least `quorum` of the nodes, each with the longest time left there.
+fn majority_holds<'a>(
+    per_node: impl Iterator<Item = &'a [Hold]>,
+    quorum: usize,
+) -> Vec<(&'a str, &'a str, i64)> {
+    let mut seen: HashMap<&str, (&str, i64, usize)> = HashMap::new();
+    for holds in per_node {
+        for (token, info, ms) in holds {
+            let entry = seen.entry(token).or_insert((info, *ms, 0));
+            entry.1 = entry.1.max(*ms);
+            entry.2 += 1;
+        }
+    }
+    let mut holds: Vec<_> = seen
+        .into_iter()
+        .filter(|&(_, (_, _, count))| count >= quorum)
+        .map(|(token, (info, ms, _))| (token, info, ms))
+        .collect();
+    holds.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
+    holds
+}
+
 fn summarize(name: &str, views: &[NodeView], quorum: usize) -> LockInfo {
+    let quorum = quorum.min(views.len());
     let current = most_common(views.iter().filter_map(|view| view.value.as_ref()));
     let holding: Vec<&NodeView> = views
         .iter()
         .filter(|view| view.value.as_ref() == current && current.is_some())
         .collect();
     let holder = current
-        .filter(|_| holding.len() >= quorum.min(views.len()))
+        .filter(|value| holding.len() >= quorum && value.as_str() != SHARED)
         .map(|value| {
             let pttl = holding.iter().map(|view| view.pttl_ms).max().unwrap_or(-1);
             Holder::from_value(value, pttl)
         });
+    let readers = majority_holds(views.iter().map(|view| view.shares.as_slice()), quorum)
+        .into_iter()
+        .map(|(token, label, ms)| Holder::new(token, label, ms))
+        .collect();
+    let mut permits: Vec<Holder> =
+        majority_holds(views.iter().map(|view| view.permits.as_slice()), quorum)
+            .into_iter()
+            .map(|(token, info, ms)| Holder::permit(token, info, ms))
+            .collect();
+    permits.sort_by_key(|permit| permit.slot);
+    let count = |entries: &dyn Fn(&NodeView) -> usize| {
+        views
+            .iter()
+            .map(|view| u64::try_from(entries(view)).unwrap_or(u64::MAX))
+            .max()
+            .unwrap_or(0)
+    };
     LockInfo {
         name: name.to_owned(),
         holder,
+        readers,
+        permits,
+        limit: views.iter().find_map(|view| view.limit),
         fence: views.iter().map(|view| view.fence).max().unwrap_or(0),
-        queued: views
-            .iter()
-            .map(|view| u64::try_from(view.waiters.len()).unwrap_or(u64::MAX))
-            .max()
-            .unwrap_or(0),
+        queued: count(&|view| view.waiters.len()),
+        queued_readers: count(&|view| {
+            view.waiters
+                .iter()
+                .filter(|entry| entry.as_bytes().get(TOKEN_LEN) == Some(&b'r'))
+                .count()
+        }),
         waiting_clients: views
             .iter()
             .map(|view| clients_of(&view.waiters))
             .max()
             .unwrap_or(0),
-        held_on: holding.len(),
+        held_on: if current.is_some() {
+            holding.len()
+        } else {
+            views.iter().filter(|view| !view.permits.is_empty()).count()
+        },
         nodes: views.len(),
     }
 }
@@ -295,8 +383,35 @@ mod tests {
             value: value.map(str::to_owned),
             pttl_ms,
             fence,
-            waiters: Vec::new(),
+            ..NodeView::default()
         }
+    }
+
+    #[test]
+    fn a_nodes_view_is_read_from_length_prefixed_fields() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let encoded = [
+            format!("36:{token}x yz"),
+            "2:-2".to_owned(),
+            "1:7".to_owned(),
+            "1:3".to_owned(),
+            "1:2".to_owned(),
+            "1:a".to_owned(),
+            "1:b".to_owned(),
+            "1:3".to_owned(),
+            format!("32:{token}"),
+            "3:l p".to_owned(),
+            "3:150".to_owned(),
+            "1:0".to_owned(),
+        ]
+        .concat();
+        let view = decode(&Value::BulkString(encoded.into_bytes())).unwrap();
+        assert_eq!(view.value.as_deref(), Some(format!("{token}x yz").as_str()));
+        assert_eq!((view.pttl_ms, view.fence, view.limit), (-2, 7, Some(3)));
+        assert_eq!(view.waiters, ["a", "b"]);
+        assert_eq!(view.shares, [(token.to_owned(), "l p".to_owned(), 150)]);
+        assert!(view.permits.is_empty());
+        assert!(decode(&Value::BulkString(b"9:short".to_vec())).is_none());
     }
 
     #[test]

@@ -6,20 +6,24 @@ mod inspect;
 mod scripts;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::acquire::{self, Ask, Claim, Earlier, Fresh};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::lease::{HandOff, Lease};
-use crate::options::LockOptions;
+use crate::lease::{HandOff, HoldScripts, Lease};
+use crate::options::{Checked, LockOptions};
 use crate::script::{Call, Sequence};
 use crate::timing::LeaseTiming;
 use crate::token::Token;
 pub use guard::Guard;
+pub(crate) use guard::derefs_to_guard;
 pub use inspect::{Holder, LockInfo};
 pub(crate) use inspect::{force_release, inspect, list};
 pub(crate) use scripts::ALL as SCRIPTS;
+pub(crate) use scripts::{
+    HAND_OFF, SHARED_LUA, WAITING, attempt_args, flag, freeing, giving_back, hand_off_args,
+    waiters_ttl,
+};
 
 /// The lock's claim: plain (whoever asks first while it is free gets it; wake-ups go to the
 /// oldest waiter), or fair (a free lock goes to the oldest waiter only).
@@ -47,33 +51,52 @@ impl Claim for LockClaim {
         scripts::acquire(lease, timing, entry, earlier, self.fair)
     }
 
-    fn raise_fence(&self, lease: &Lease, fence: u64) -> Call {
-        scripts::raise_fence(lease.keys(), fence)
-    }
-
-    fn confirm(&self, lease: &Lease, timing: &LeaseTiming) -> Call {
-        scripts::confirm(lease, timing)
-    }
-
-    fn leave(&self, lease: &Lease, entry: &str) -> Call {
-        scripts::leave(lease, entry)
-    }
-
     fn entry_mode(&self) -> char {
         if self.fair { 'f' } else { 'n' }
     }
-
-    fn refresh_every(&self, timing: &LeaseTiming) -> Duration {
-        scripts::waiters_ttl(timing) / 3
-    }
 }
 
-/// How this client's releases hand the lock to the next waiter.
-fn hand_off(engine: &Engine) -> HandOff {
+/// How this client's releases hand a hold to the next waiter (for every primitive: they share
+/// the waiting protocol).
+pub(crate) fn hand_off(engine: &Engine) -> HandOff {
     HandOff {
         claim_ms: u64::try_from(scripts::CLAIM_TTL.as_millis()).unwrap_or(u64::MAX),
         skip_unheard: engine.counts_receivers(),
     }
+}
+
+/// A new hold's lease on `name` (with the primitive's `scripts`) and what its acquire asks
+/// for, from `options` checked against the client: the start of every primitive's acquire
+/// (`hold`: how the primitive extends and releases).
+pub(crate) fn prepare(
+    engine: &Engine,
+    name: &str,
+    options: &LockOptions,
+    hold: &'static HoldScripts,
+) -> Result<(Arc<Lease>, Ask, Checked), Error> {
+    let keys = engine.keys(name)?;
+    let checked = options.check(engine.drift(), engine.quorum().len())?;
+    let lease = Arc::new(Lease::new(
+        name,
+        keys,
+        Token::generate()?,
+        checked.label.clone(),
+        hold,
+        hand_off(engine),
+        engine.meter(),
+    ));
+    let ask = Ask {
+        claim: engine.drift().lease(scripts::CLAIM_TTL)?,
+        timing: checked.timing,
+        retry: checked.retry.clone(),
+        auto_renew: checked.auto_renew,
+        max_hold: checked.max_hold,
+        // Listed waiters retry three times per life of the waiters list, so that it outlives
+        // every live waiter.
+        refresh_every: waiters_ttl(&checked.timing) / 3,
+        raise_fence: |lease, fence| scripts::raise_fence(lease.keys(), fence),
+    };
+    Ok((lease, ask, checked))
 }
 
 /// Takes the lock `name` as `options` say.
@@ -82,25 +105,8 @@ pub(crate) async fn acquire(
     name: &str,
     options: &LockOptions,
 ) -> Result<Guard, Error> {
-    let keys = engine.keys(name)?;
-    let checked = options.check(engine.drift(), engine.quorum().len())?;
-    let lease = Arc::new(Lease::new(
-        name,
-        keys,
-        Token::generate()?,
-        checked.label,
-        &scripts::HOLD,
-        hand_off(engine),
-        engine.meter(),
-    ));
+    let (lease, ask, checked) = prepare(engine, name, options, &scripts::HOLD)?;
     let claim = Arc::new(LockClaim { fair: checked.fair });
-    let ask = Ask {
-        claim: engine.drift().lease(scripts::CLAIM_TTL)?,
-        timing: checked.timing,
-        retry: checked.retry,
-        auto_renew: checked.auto_renew,
-        max_hold: checked.max_hold,
-    };
     let granted = acquire::acquire(engine, claim, lease, &ask).await?;
     Ok(Guard::new(engine.clone(), granted.lease, granted.fence))
 }

@@ -10,6 +10,10 @@ use redis::{Arg, Cmd, ToRedisArgs, Value};
 /// What every script starts with: the reply codes and the nonce handling.
 const PRELUDE: &str = include_str!("prelude.lua");
 
+/// Lua helpers for holds that end one by one (`server_ms`, `prune`, `expire_with_last`), for
+/// the primitives that keep several holders per name.
+pub(crate) const HOLDERS: &str = include_str!("holders.lua");
+
 /// A Lua script: [`PRELUDE`] followed by its parts (shared snippets, then its own body),
 /// invoked by hash with `EVALSHA`.
 pub(crate) struct Script {

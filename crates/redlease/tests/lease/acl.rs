@@ -13,7 +13,9 @@ use crate::{SECOND, ms, not_replicated, raw};
 pub(crate) const MINIMAL_ACL: &str = "resetkeys ~redlease:* resetchannels &redlease:* -@all \
      +evalsha +eval +script|load +ping +info \
      +get +set +del +incr +type +exists +pexpire +pttl +publish \
-     +lpop +rpush +lrem +lpos +lindex +lrange \
+     +lpop +rpush +lrem +lpos +lindex +lrange +llen \
+     +time +pexpireat +zadd +zrem +zscore +zcard +zrange +zrangebyscore +zremrangebyscore \
+     +hset +hget +hdel +hgetall \
      +subscribe +unsubscribe +scan +wait +echo";
 
 /// Creates `user` with `password` and `rules` on the server at `url`.
@@ -78,6 +80,23 @@ async fn a_user_limited_to_the_prefix_can_do_everything_a_lock_user_does() {
     assert!(client.acquire("queue", &fair).await.is_err());
     assert!(client.force_release("queue").await.unwrap().is_some());
     drop(guard);
+
+    // A semaphore's permit and resize, a reader's share, and the view of both.
+    let permit = client
+        .semaphore("slots", 2)
+        .try_acquire(5 * SECOND)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.semaphore("slots", 3).resize().await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(client.inspect("slots").await.unwrap().permits.len(), 1);
+    permit.release().await.unwrap();
+    let mut reader = client.rwlock("doc").try_read(5 * SECOND).await.unwrap();
+    reader.extend(5 * SECOND).await.unwrap();
+    assert_eq!(client.inspect("doc").await.unwrap().readers.len(), 1);
+    reader.release().await.unwrap();
 
     // WAIT is allowed (it finds no replica here, which is not a permission error).
     let acked = Client::builder()

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use redlease::{LockOptions, Retry};
 
-use crate::{SECOND, get, ms, paused_server, raw, setup, waiting};
+use crate::{SECOND, get, ms, paused_server, raw, setup, until_waiting};
 
 async fn wait_until_absent(
     server: &redlease_testkit::RedisServer,
@@ -58,26 +58,12 @@ async fn aborted_waiters_leave_no_waiter_entry_task_or_lock_behind() {
                 tokio::spawn(async move { client.acquire("queue", &options).await })
             })
             .collect();
-        let deadline = Instant::now() + 3 * SECOND;
-        while waiting(&server, waiters_key).await < 4 {
-            assert!(
-                Instant::now() < deadline,
-                "the waiters never listed themselves"
-            );
-            tokio::time::sleep(ms(5)).await;
-        }
+        until_waiting(&server, waiters_key, 4).await;
         for waiter in waiters {
             waiter.abort();
             assert!(waiter.await.unwrap_err().is_cancelled());
         }
-        let deadline = Instant::now() + 3 * SECOND;
-        while waiting(&server, waiters_key).await != 0 {
-            assert!(
-                Instant::now() < deadline,
-                "aborted waiters left their entries"
-            );
-            tokio::time::sleep(ms(5)).await;
-        }
+        until_waiting(&server, waiters_key, 0).await;
         // The client's one subscriber task stays; nothing accumulates per waiter.
         let alive = metrics.num_alive_tasks();
         let first = *alive_after_first_round.get_or_insert(alive);

@@ -333,3 +333,61 @@ async fn a_primary_failover_during_contention_never_hands_out_a_false_lease() {
         guard.release().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphores_and_read_write_locks_keep_their_keys_in_one_slot_and_wake_across_the_cluster() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    let client = cluster_client(&cluster).await;
+    let waiter_client = cluster_client(&cluster).await;
+    // Names on every primary: permits, then readers waiting for a writer to finish.
+    let mut kept = Vec::new();
+    for i in 0..6 {
+        let name = format!("pool:{i}");
+        let semaphore = client.semaphore(&name, 2);
+        let first = semaphore.try_acquire(30 * SECOND).await.unwrap();
+        let second = semaphore.try_acquire(30 * SECOND).await.unwrap();
+        assert_eq!((first.slot(), second.slot()), (0, 1));
+        let waiter = {
+            let semaphore = waiter_client.semaphore(&name, 2);
+            let patient = LockOptions::new(10 * SECOND).retry(Retry::fixed(30 * SECOND));
+            tokio::spawn(async move { semaphore.acquire(&patient).await })
+        };
+        tokio::time::sleep(ms(100)).await;
+        let released = Instant::now();
+        first.release().await.unwrap();
+        let third = tokio::time::timeout(5 * SECOND, waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(released.elapsed() < SECOND, "woken across the cluster");
+        assert_eq!(third.slot(), 0);
+        assert_eq!(client.inspect(&name).await.unwrap().permits.len(), 2);
+        kept.push((second, third));
+
+        let doc = format!("doc:{i}");
+        let writer = client.try_acquire(&doc, 30 * SECOND).await.unwrap();
+        let reader = {
+            let rw = waiter_client.rwlock(&doc);
+            let patient = LockOptions::new(10 * SECOND).retry(Retry::fixed(30 * SECOND));
+            tokio::spawn(async move { rw.read(&patient).await })
+        };
+        tokio::time::sleep(ms(100)).await;
+        let released = Instant::now();
+        writer.release().await.unwrap();
+        let reader = tokio::time::timeout(5 * SECOND, reader)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(released.elapsed() < SECOND, "woken across the cluster");
+        assert_eq!(client.inspect(&doc).await.unwrap().readers.len(), 1);
+        reader.release().await.unwrap();
+    }
+    let listed = client.list("pool:*").await.unwrap();
+    assert_eq!(listed.len(), 6);
+    assert!(listed.iter().all(|info| info.limit == Some(2)));
+}

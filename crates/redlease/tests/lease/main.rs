@@ -22,6 +22,8 @@ mod lost_reply;
 mod mixed_versions;
 mod redlock;
 mod renewal;
+mod rwlock;
+mod semaphore;
 mod send_sync;
 #[cfg(feature = "sentinel")]
 mod sentinel;
@@ -96,6 +98,22 @@ pub(crate) async fn waiting(server: &RedisServer, key: &str) -> u64 {
         .query_async(&mut raw(server).await)
         .await
         .unwrap()
+}
+
+/// Waits (3 s at most: the test fails then) until `n` waiters are listed under `key`.
+pub(crate) async fn until_waiting(server: &RedisServer, key: &str, n: u64) {
+    let deadline = std::time::Instant::now() + 3 * SECOND;
+    loop {
+        let listed = waiting(server, key).await;
+        if listed == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{listed} waiters listed under {key}, not {n}"
+        );
+        tokio::time::sleep(ms(5)).await;
+    }
 }
 
 pub(crate) async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {

@@ -3,7 +3,7 @@
 //! still ordered; the old clients poll, and this version's waiters fall back to their refresh.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -171,4 +171,78 @@ async fn previous_version_clients_and_these_never_hold_a_lock_together() {
     );
     let counter = get(&mut raw(&server).await, "counter").await.unwrap();
     assert_eq!(counter, (5 * ROUNDS).to_string());
+}
+
+/// Readers of a read-write lock hold the lock key itself, so a version 1 client (plain or fair)
+/// finds it taken, and readers find its token there: they never overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_version_clients_never_hold_a_lock_with_readers() {
+    let server = RedisServer::start().unwrap();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let readers_in = Arc::new(AtomicUsize::new(0));
+    let old_in = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let rw = client.rwlock(NAME);
+        let (readers_in, old_in, stop) = (readers_in.clone(), old_in.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            let options = LockOptions::new(SECOND).retry(Retry::fixed(ms(10)).timeout(10 * SECOND));
+            while !stop.load(Ordering::SeqCst) {
+                let reader = rw.read(&options).await.unwrap();
+                readers_in.fetch_add(1, Ordering::SeqCst);
+                assert!(
+                    !old_in.load(Ordering::SeqCst),
+                    "a reader overlapped a version 1 holder"
+                );
+                tokio::time::sleep(ms(15)).await;
+                assert!(
+                    !old_in.load(Ordering::SeqCst),
+                    "a reader overlapped a version 1 holder"
+                );
+                readers_in.fetch_sub(1, Ordering::SeqCst);
+                reader.release().await.unwrap();
+                reads += 1;
+                tokio::time::sleep(ms(5)).await;
+            }
+            reads
+        }));
+    }
+    let mut conn = raw(&server).await;
+    let old = [V1::new(false, 1), V1::new(true, 2)];
+    let (mut grants, mut refused) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < 3 * SECOND {
+        let v1 = &old[grants % 2];
+        if v1.try_acquire(&mut conn).await.is_some() {
+            old_in.store(true, Ordering::SeqCst);
+            assert_eq!(
+                readers_in.load(Ordering::SeqCst),
+                0,
+                "a version 1 holder overlapped a reader"
+            );
+            tokio::time::sleep(ms(15)).await;
+            assert_eq!(
+                readers_in.load(Ordering::SeqCst),
+                0,
+                "a version 1 holder overlapped a reader"
+            );
+            old_in.store(false, Ordering::SeqCst);
+            v1.release(&mut conn).await;
+            grants += 1;
+        } else {
+            refused += 1;
+        }
+        tokio::time::sleep(ms(7)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.unwrap();
+    }
+    assert!(
+        grants >= 3 && refused >= 3 && reads >= 6,
+        "version 1 grants {grants}, refused {refused}, reads {reads}"
+    );
 }

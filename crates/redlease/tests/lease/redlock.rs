@@ -319,6 +319,67 @@ async fn a_client_starts_with_a_minority_down_but_not_with_a_majority_down() {
     assert!(started.elapsed() < 3 * SECOND);
 }
 
+/// Readers and writers over three nodes: a writer's majority and a reader's majority share a
+/// node, which holds one of them only, so they never overlap; writers' fences increase and
+/// every reader's fence is at least the last write's before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_and_writers_over_three_nodes_exclude_each_other() {
+    let servers = start_nodes(3).unwrap();
+    let client = client_over(&servers).await;
+    let readers_in = Arc::new(AtomicU64::new(0));
+    let write_held = Arc::new(AtomicBool::new(false));
+    let last_write = Arc::new(AtomicU64::new(0));
+    let (read_count, write_count) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let deadline = Instant::now() + 3 * SECOND;
+    let tasks: Vec<_> = (0..6)
+        .map(|task| {
+            let rw = client.rwlock("rw");
+            let (readers_in, write_held, last_write) =
+                (readers_in.clone(), write_held.clone(), last_write.clone());
+            let (read_count, write_count) = (read_count.clone(), write_count.clone());
+            tokio::spawn(async move {
+                let options =
+                    LockOptions::new(2 * SECOND).retry(Retry::fixed(ms(20)).timeout(20 * SECOND));
+                while Instant::now() < deadline {
+                    if task % 3 == 0 {
+                        let writer = rw.write(&options).await.unwrap();
+                        assert!(!write_held.swap(true, Ordering::SeqCst), "two writers");
+                        assert_eq!(
+                            readers_in.load(Ordering::SeqCst),
+                            0,
+                            "a writer among readers"
+                        );
+                        let before = last_write.swap(writer.fence(), Ordering::SeqCst);
+                        assert!(writer.fence() > before, "write fences increase");
+                        tokio::time::sleep(ms(10)).await;
+                        write_held.store(false, Ordering::SeqCst);
+                        writer.release().await.unwrap();
+                        write_count.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        let reader = rw.read(&options).await.unwrap();
+                        readers_in.fetch_add(1, Ordering::SeqCst);
+                        assert!(!write_held.load(Ordering::SeqCst), "a reader among writers");
+                        assert!(reader.fence() >= last_write.load(Ordering::SeqCst));
+                        tokio::time::sleep(ms(10)).await;
+                        readers_in.fetch_sub(1, Ordering::SeqCst);
+                        reader.release().await.unwrap();
+                        read_count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(ms(5)).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (reads, writes) = (
+        read_count.load(Ordering::Relaxed),
+        write_count.load(Ordering::Relaxed),
+    );
+    assert!(reads >= 10 && writes >= 5, "{reads} reads, {writes} writes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_reaches_the_waiter_before_the_releasing_client_comes_back() {
     let servers = start_nodes(3).unwrap();

@@ -210,3 +210,49 @@ async fn sentinel_settings_are_validated() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("secret"), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphores_and_read_write_locks_work_on_the_primary_of_a_service() {
+    let group = start(1).await;
+    let client = Client::builder()
+        .sentinel(group.sentinel_urls(), group.service())
+        .build()
+        .await
+        .unwrap();
+    let semaphore = client.semaphore("pool", 2);
+    let first = semaphore.try_acquire(10 * SECOND).await.unwrap();
+    let second = semaphore.try_acquire(10 * SECOND).await.unwrap();
+    assert!(
+        semaphore
+            .try_acquire(SECOND)
+            .await
+            .unwrap_err()
+            .is_contended()
+    );
+    let waiter = {
+        let semaphore = semaphore.clone();
+        let patient =
+            redlease::LockOptions::new(10 * SECOND).retry(redlease::Retry::fixed(30 * SECOND));
+        tokio::spawn(async move { semaphore.acquire(&patient).await })
+    };
+    tokio::time::sleep(ms(200)).await;
+    first.release().await.unwrap();
+    let third = tokio::time::timeout(5 * SECOND, waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.slot(), 0);
+    drop((second, third));
+    let reader = client.rwlock("doc").try_read(10 * SECOND).await.unwrap();
+    assert!(
+        client
+            .try_acquire("doc", SECOND)
+            .await
+            .unwrap_err()
+            .is_contended()
+    );
+    assert_eq!(reader.release().await.unwrap(), ReleaseOutcome::Released);
+    let writer = client.try_acquire("doc", SECOND).await.unwrap();
+    writer.release().await.unwrap();
+}
