@@ -82,9 +82,9 @@ impl Engine {
         self.renewer.register(lease);
     }
 
-    /// Tells the renewer a lease changed (extended by its holder).
-    pub(crate) fn lease_changed(&self) {
-        self.renewer.poke();
+    /// Tells the renewer `lease` changed (extended by its holder).
+    pub(crate) fn lease_changed(&self, lease: &Lease) {
+        self.renewer.changed(lease);
     }
 
     /// Registers the waiter `token` for its wake-up, subscribing first if needed; `None` when
@@ -105,8 +105,9 @@ impl Engine {
 
     /// Gives `lease` back on every backend: its renewal stops at once.
     pub(crate) async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome, Error> {
+        // Marked lost, the lease gets no more renewals; the renewer forgets it at its next
+        // plan.
         lease.mark_lost(Lost::Released);
-        self.renewer.poke();
         tracing::trace!(target: "redlease::handoff", name = lease.name(), "release sent");
         let mut outcome = self.quorum.release(lease.release_call(), None).await;
         // A connection that broke since its last use (a restarted server) fails the first
@@ -129,8 +130,9 @@ impl Engine {
     /// Stops renewing `lease` and gives it back in the background, on the current Tokio runtime
     /// if there is one (otherwise it expires after its TTL). Never blocks.
     pub(crate) fn release_in_background(self: &Arc<Self>, lease: Arc<Lease>) {
+        // Marked lost, the lease gets no more renewals; the renewer forgets it at its next
+        // plan.
         lease.mark_lost(Lost::Released);
-        self.renewer.poke();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let engine = self.clone();
             runtime.spawn(async move {

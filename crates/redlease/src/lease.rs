@@ -274,6 +274,18 @@ impl Lease {
         Plan { renew, wake_at }
     }
 
+    /// When the renewer should look at this lease next, as [`Lease::plan_renewal`] would say,
+    /// without planning anything.
+    pub(crate) fn renewal_wake_at(&self) -> Instant {
+        let state = self.state();
+        match &state.renewal {
+            Some(renewal) if !renewal.in_flight && !renewal.capped => {
+                state.valid_until.min(renewal.due)
+            }
+            _ => state.valid_until,
+        }
+    }
+
     /// Records the end of a renewal round sent at `sent` with `timing`.
     pub(crate) fn renewal_finished(&self, sent: Instant, timing: &LeaseTiming, renewed: bool) {
         if let Some(renewal) = self.state().renewal.as_mut() {

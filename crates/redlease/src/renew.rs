@@ -38,6 +38,8 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Registry {
     leases: Vec<Arc<Lease>>,
+    /// When the renewer task is to wake next, as its last plan said (`None`: no plan yet).
+    next_wake: Option<Instant>,
     /// The renewer task runs (it stops when the registry empties, and restarts on demand).
     running: bool,
 }
@@ -65,18 +67,34 @@ impl Renewer {
     /// Starts renewing `lease` (already granted, with its renewal started).
     pub(crate) fn register(&self, lease: Arc<Lease>) {
         let mut registry = self.inner.registry();
+        let wake_at = lease.renewal_wake_at();
         registry.leases.push(lease);
         if !registry.running {
             registry.running = true;
             tokio::spawn(run(Arc::downgrade(&self.inner), self.inner.wake.clone()));
         }
+        let sooner = registry.next_wake.is_none_or(|next| wake_at < next);
         drop(registry);
-        self.inner.wake.notify_one();
+        // Planning looks at every lease: waking the task for each new lease would make taking
+        // n leases cost n² (minutes for 100,000), so only a lease due before the planned wake
+        // wakes it.
+        if sooner {
+            self.inner.wake.notify_one();
+        }
     }
 
-    /// Asks the renewer to look at its leases again (a lease was released or extended).
-    pub(crate) fn poke(&self) {
-        self.inner.wake.notify_one();
+    /// Tells the renewer that `lease` changed (its holder extended it): the task wakes if the
+    /// lease is now due before its planned wake.
+    pub(crate) fn changed(&self, lease: &Lease) {
+        let wake_at = lease.renewal_wake_at();
+        let sooner = self
+            .inner
+            .registry()
+            .next_wake
+            .is_none_or(|next| wake_at < next);
+        if sooner {
+            self.inner.wake.notify_one();
+        }
     }
 }
 
@@ -94,6 +112,7 @@ impl Inner {
             .retain(|lease| lease.lost_reason().is_none() && !lease.expire_if_due(now));
         if registry.leases.is_empty() {
             registry.running = false;
+            registry.next_wake = None;
             return (None, Vec::new());
         }
         let mut wake_at: Option<Instant> = None;
@@ -108,11 +127,12 @@ impl Inner {
             }
             wake_at = Some(wake_at.map_or(plan.wake_at, |at| at.min(plan.wake_at)));
         }
+        registry.next_wake = wake_at;
         (wake_at, due)
     }
 }
 
-/// The renewer task: sleeps until the next lease is due or expires, or until poked.
+/// The renewer task: sleeps until the next lease is due or expires, or until woken.
 async fn run(inner: Weak<Inner>, wake: Arc<Notify>) {
     loop {
         let Some(strong) = inner.upgrade() else {

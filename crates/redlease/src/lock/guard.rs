@@ -257,7 +257,7 @@ impl Guard {
         match quorum.extend(vec![call], limit).await.pop() {
             Some(Extended::Yes) if self.lease.extended(sent, &timing) => {
                 self.lease.retune_renewal(timing, sent);
-                self.engine.lease_changed();
+                self.engine.lease_changed(&self.lease);
                 Ok(())
             }
             Some(Extended::Yes) => match self.lease.lost_reason() {
