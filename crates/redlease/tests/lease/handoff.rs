@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use redlease::{Client, Error, Guard, LockOptions, Retry};
 use redlease_testkit::RedisServer;
 
-use crate::{SECOND, ms, raw, setup, waiting};
+use crate::{SECOND, ms, raw, released_to, setup, waiting};
 
 /// How long a release keeps the lock for the waiter it handed it to (`CLAIM_TTL`).
 const CLAIM: Duration = Duration::from_millis(500);
@@ -41,21 +41,6 @@ async fn listed_waiter(
         tokio::time::sleep(ms(5)).await;
     }
     waiter
-}
-
-/// Releases `holder` and returns how long `waiter` then took to get the lock.
-async fn released_to(
-    holder: Guard,
-    waiter: tokio::task::JoinHandle<Result<Guard, Error>>,
-) -> (Guard, Duration) {
-    let released = Instant::now();
-    holder.release().await.unwrap();
-    let guard = tokio::time::timeout(10 * SECOND, waiter)
-        .await
-        .expect("the waiter got the lock")
-        .unwrap()
-        .unwrap();
-    (guard, released.elapsed())
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ mod tls;
 mod waiting;
 mod wrong_type;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redlease::Client;
@@ -102,14 +102,14 @@ pub(crate) async fn waiting(server: &RedisServer, key: &str) -> u64 {
 
 /// Waits (3 s at most: the test fails then) until `n` waiters are listed under `key`.
 pub(crate) async fn until_waiting(server: &RedisServer, key: &str, n: u64) {
-    let deadline = std::time::Instant::now() + 3 * SECOND;
+    let deadline = Instant::now() + 3 * SECOND;
     loop {
         let listed = waiting(server, key).await;
         if listed == n {
             return;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "{listed} waiters listed under {key}, not {n}"
         );
         tokio::time::sleep(ms(5)).await;
@@ -122,6 +122,21 @@ pub(crate) async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str)
 
 pub(crate) async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
     conn.pttl(key).await.unwrap()
+}
+
+/// Releases `holder` and returns the guard `waiter` then gets, and how long that took.
+pub(crate) async fn released_to(
+    holder: redlease::Guard,
+    waiter: tokio::task::JoinHandle<Result<redlease::Guard, redlease::Error>>,
+) -> (redlease::Guard, Duration) {
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(10 * SECOND, waiter)
+        .await
+        .expect("the waiter got the lock")
+        .unwrap()
+        .unwrap();
+    (guard, released.elapsed())
 }
 
 pub(crate) const SECOND: Duration = Duration::from_secs(1);

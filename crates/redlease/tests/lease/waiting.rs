@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use redlease::{Client, ConfigError, Error, LockOptions, Retry};
 use redlease_testkit::{RedisServer, start_nodes};
 
-use crate::{SECOND, ms, raw, setup, waiting};
+use crate::{SECOND, ms, raw, released_to, setup, waiting};
 
 /// A fallback delay far longer than the test: only a notification can wake the waiter.
 fn patient() -> LockOptions {
@@ -20,18 +20,8 @@ async fn release_and_wake(
     holder: redlease::Guard,
     waiter: tokio::task::JoinHandle<Result<redlease::Guard, Error>>,
 ) -> redlease::Guard {
-    let released = Instant::now();
-    holder.release().await.unwrap();
-    let guard = tokio::time::timeout(10 * SECOND, waiter)
-        .await
-        .expect("woken")
-        .unwrap()
-        .unwrap();
-    assert!(
-        released.elapsed() < 5 * SECOND,
-        "took {:?}; the fallback is 60 s",
-        released.elapsed()
-    );
+    let (guard, took) = released_to(holder, waiter).await;
+    assert!(took < 5 * SECOND, "took {took:?}; the fallback is 60 s");
     guard
 }
 
