@@ -102,9 +102,18 @@ pub(crate) async fn waiting(server: &RedisServer, key: &str) -> u64 {
 
 /// Waits (3 s at most: the test fails then) until `n` waiters are listed under `key`.
 pub(crate) async fn until_waiting(server: &RedisServer, key: &str, n: u64) {
+    until_waiting_on(std::slice::from_ref(server), key, n).await;
+}
+
+/// [`until_waiting`] over several servers: `n` waiters listed under `key` on all of them
+/// together (under Redlock, waiters are listed on the arbiter only).
+pub(crate) async fn until_waiting_on(servers: &[RedisServer], key: &str, n: u64) {
     let deadline = Instant::now() + 3 * SECOND;
     loop {
-        let listed = waiting(server, key).await;
+        let mut listed = 0;
+        for server in servers {
+            listed += waiting(server, key).await;
+        }
         if listed == n {
             return;
         }

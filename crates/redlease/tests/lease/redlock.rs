@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use redlease::{Client, ConfigError, Error, LockOptions, ReleaseOutcome, Retry};
 use redlease_testkit::{RedisServer, start_nodes};
 
-use crate::{SECOND, get, ms, raw, waiting};
+use crate::{SECOND, get, ms, raw, until_waiting_on};
 
 async fn client_over(servers: &[RedisServer]) -> Client {
     servers
@@ -380,25 +380,6 @@ async fn readers_and_writers_over_three_nodes_exclude_each_other() {
     assert!(reads >= 10 && writes >= 5, "{reads} reads, {writes} writes");
 }
 
-/// Waits (5 s at most) until one waiter is listed under `key` on one of `servers` (the arbiter).
-async fn listed_on_one(servers: &[RedisServer], key: &str) {
-    let deadline = Instant::now() + 5 * SECOND;
-    loop {
-        let mut listed = 0;
-        for server in servers {
-            listed += waiting(server, key).await;
-        }
-        if listed == 1 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{listed} waiters listed under {key}"
-        );
-        tokio::time::sleep(ms(5)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_reaches_the_waiter_before_the_releasing_client_comes_back() {
     let servers = start_nodes(3).unwrap();
@@ -415,7 +396,7 @@ async fn a_release_reaches_the_waiter_before_the_releasing_client_comes_back() {
             LockOptions::new(10 * SECOND).retry(Retry::fixed(5 * SECOND).timeout(8 * SECOND));
         tokio::spawn(async move { client.acquire("warm-up", &options).await })
     };
-    listed_on_one(&servers, "redlease:{warm-up}:waiters").await;
+    until_waiting_on(&servers, "redlease:{warm-up}:waiters", 1).await;
     assert_eq!(warm.release().await.unwrap(), ReleaseOutcome::Released);
     let warmed = warming.await.unwrap().unwrap();
     assert_eq!(warmed.release().await.unwrap(), ReleaseOutcome::Released);
@@ -431,7 +412,7 @@ async fn a_release_reaches_the_waiter_before_the_releasing_client_comes_back() {
         let guard = waiter_client.acquire("relay", &options).await;
         (guard, Instant::now())
     });
-    listed_on_one(&servers, "redlease:{relay}:waiters").await;
+    until_waiting_on(&servers, "redlease:{relay}:waiters", 1).await;
     assert_eq!(holder.release().await.unwrap(), ReleaseOutcome::Released);
     let released = Instant::now();
     // The releasing client comes straight back, as a busy worker does.
