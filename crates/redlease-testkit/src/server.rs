@@ -1,5 +1,6 @@
 //! Spawning, probing and signalling `redis-server` child processes.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Write as _};
@@ -634,11 +635,27 @@ fn last_lines(text: &str, n: usize) -> String {
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
+///
+/// A port is handed out once per process: a killed server's port is free again, and a test
+/// that killed it expects nothing to answer there, so another test's server must not take it.
 fn free_port() -> Result<u16, Error> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|e| Error::io("cannot find a free TCP port on 127.0.0.1", e))
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    for _ in 0..1000 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .map_err(|e| Error::io("cannot find a free TCP port on 127.0.0.1", e))?;
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(port)
+        {
+            return Ok(port);
+        }
+    }
+    Err(Error::new(
+        "every free TCP port the system offered was handed out before",
+    ))
 }
 
 /// Waits until `child` answers on `port`, exits, or [`READY_TIMEOUT`] passes.

@@ -400,35 +400,51 @@ async fn a_release_reaches_the_waiter_before_the_releasing_client_comes_back() {
     assert_eq!(warm.release().await.unwrap(), ReleaseOutcome::Released);
     let warmed = warming.await.unwrap().unwrap();
     assert_eq!(warmed.release().await.unwrap(), ReleaseOutcome::Released);
-    let holder = holder_client
-        .try_acquire("relay", 10 * SECOND)
-        .await
-        .unwrap();
-    let waiter = tokio::spawn(async move {
-        // Its poll is a fallback: a round that the releasing client's give-back collides with
-        // leaves the waiter to poll once (a known limit, see DESIGN.md).
-        let options =
-            LockOptions::new(10 * SECOND).retry(Retry::fixed(ms(500)).timeout(8 * SECOND));
-        let guard = waiter_client.acquire("relay", &options).await;
-        (guard, Instant::now())
-    });
-    until_waiting_on(&servers, "redlease:{relay}:waiters", 1).await;
-    assert_eq!(holder.release().await.unwrap(), ReleaseOutcome::Released);
-    let released = Instant::now();
-    // The releasing client comes straight back, as a busy worker does.
-    let again = holder_client.try_acquire("relay", 10 * SECOND).await;
-    let (guard, acquired) = waiter.await.unwrap();
-    let guard = guard.expect("the waiter gets the lock");
-    // The releasing client must not take the lock the release handed to the waiter (without
-    // the arbiter rule it wins the two freed nodes, and holds the lock for its 10 s).
+    // Without the arbiter rule the releasing client wins the two freed nodes on almost every
+    // release. With it, it wins only when its request to the arbiter is delayed past the
+    // whole of the waiter's failed round (a known limit, see DESIGN.md): rare, so a few of
+    // the hand-offs may go to it, but not many.
+    let hand_offs = 10;
+    let mut barged = 0;
+    for _ in 0..hand_offs {
+        let holder = holder_client
+            .try_acquire("relay", 10 * SECOND)
+            .await
+            .unwrap();
+        let waiter = tokio::spawn({
+            let waiter_client = waiter_client.clone();
+            async move {
+                // Its poll is a fallback: a round that the releasing client's give-back
+                // collides with leaves the waiter to poll once (see DESIGN.md).
+                let options =
+                    LockOptions::new(10 * SECOND).retry(Retry::fixed(ms(500)).timeout(8 * SECOND));
+                let guard = waiter_client.acquire("relay", &options).await;
+                (guard, Instant::now())
+            }
+        });
+        until_waiting_on(&servers, "redlease:{relay}:waiters", 1).await;
+        assert_eq!(holder.release().await.unwrap(), ReleaseOutcome::Released);
+        let released = Instant::now();
+        // The releasing client comes straight back, as a busy worker does.
+        match holder_client.try_acquire("relay", 10 * SECOND).await {
+            Err(Error::Contended { .. }) => {}
+            Ok(again) => {
+                barged += 1;
+                assert_eq!(again.release().await.unwrap(), ReleaseOutcome::Released);
+            }
+            Err(other) => panic!("the releasing client came back to {other:?}"),
+        }
+        let (guard, acquired) = waiter.await.unwrap();
+        let guard = guard.expect("the waiter gets the lock");
+        assert!(
+            acquired - released < 2 * SECOND,
+            "handed over after {:?}",
+            acquired - released
+        );
+        assert_eq!(guard.release().await.unwrap(), ReleaseOutcome::Released);
+    }
     assert!(
-        matches!(again, Err(Error::Contended { .. })),
-        "the releasing client barged in: {again:?}"
+        barged <= 3,
+        "the releasing client barged in on {barged} of {hand_offs} hand-offs"
     );
-    assert!(
-        acquired - released < 2 * SECOND,
-        "handed over after {:?}",
-        acquired - released
-    );
-    assert_eq!(guard.release().await.unwrap(), ReleaseOutcome::Released);
 }
