@@ -136,7 +136,16 @@ const LAYERS: &[(u32, &str, &[&str])] = &[
     (
         17,
         "blocking",
-        &["client", "error", "lock", "options", "outcome", "token"],
+        &[
+            "client",
+            "error",
+            "lock",
+            "options",
+            "outcome",
+            "rwlock",
+            "semaphore",
+            "token",
+        ],
     ),
 ];
 

@@ -1,7 +1,7 @@
 //! A synchronous API for programs without an async runtime (cargo feature `blocking`).
 //!
-//! The same client, options, guard, renewal, loss reasons and errors as the async API, with
-//! calls that block the calling thread. Each [`Client`] owns one background thread running a
+//! The same client, options, guard, semaphore, read-write lock, renewal, loss reasons and
+//! errors as the async API, with calls that block the calling thread. Each [`Client`] owns one background thread running a
 //! small Tokio runtime: it drives the connections, renews leases and wakes waiters, so renewal
 //! goes on while your thread works. Clones of a client and its guards share that thread; it
 //! stops when the last of them is dropped.
@@ -39,6 +39,8 @@
 
 mod guard;
 mod runtime;
+mod rwlock;
+mod semaphore;
 
 use std::fmt;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ use std::time::Duration;
 
 pub use guard::Guard;
 use runtime::Runtime;
+pub use rwlock::{ReadGuard, RwLock};
+pub use semaphore::{Permit, Semaphore};
 
 use crate::client::{self, ClientBuilder};
 use crate::error::Error;
@@ -237,6 +241,32 @@ impl Client {
     /// ```
     pub fn acquire(&self, name: &str, options: &LockOptions) -> Result<Guard, Error> {
         self.guard(self.runtime.block_on(self.inner.acquire(name, options)))
+    }
+
+    /// A counting semaphore on `name`: at most `limit` permits at once (see [`Semaphore`]).
+    /// Nothing is checked or sent until it is used.
+    ///
+    /// ```no_run
+    /// # fn example(client: redlease::blocking::Client) -> Result<(), redlease::Error> {
+    /// let permit = client.semaphore("gpus", 4).try_acquire(std::time::Duration::from_secs(30))?;
+    /// println!("GPU {}", permit.slot());
+    /// # Ok(()) }
+    /// ```
+    pub fn semaphore(&self, name: &str, limit: u32) -> Semaphore {
+        Semaphore::new(self.inner.semaphore(name, limit), self.runtime.clone())
+    }
+
+    /// A read-write lock on `name` (see [`RwLock`]): its writers are this client's
+    /// [`acquire`](Self::acquire) on the same name. Nothing is checked or sent until it is used.
+    ///
+    /// ```no_run
+    /// # fn example(client: redlease::blocking::Client) -> Result<(), redlease::Error> {
+    /// let reader = client.rwlock("catalog").try_read(std::time::Duration::from_secs(10))?;
+    /// reader.release()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn rwlock(&self, name: &str) -> RwLock {
+        RwLock::new(self.inner.rwlock(name), self.runtime.clone())
     }
 
     /// Reads a lock's state without changing it (see

@@ -332,16 +332,19 @@ impl Drop for Guard {
 /// (deadline, loss signal, extend): every hold is a lease, whatever the primitive.
 macro_rules! derefs_to_guard {
     ($holder:ty) => {
+        $crate::lock::derefs_to_guard!($holder => $crate::lock::Guard);
+    };
+    ($holder:ty => $guard:ty) => {
         impl std::ops::Deref for $holder {
-            type Target = $crate::lock::Guard;
+            type Target = $guard;
 
-            fn deref(&self) -> &$crate::lock::Guard {
+            fn deref(&self) -> &$guard {
                 &self.guard
             }
         }
 
         impl std::ops::DerefMut for $holder {
-            fn deref_mut(&mut self) -> &mut $crate::lock::Guard {
+            fn deref_mut(&mut self) -> &mut $guard {
                 &mut self.guard
             }
         }

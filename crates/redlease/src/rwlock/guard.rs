@@ -22,6 +22,12 @@ impl ReadGuard {
         Self { guard }
     }
 
+    /// The share's guard, for the blocking reader.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_guard(self) -> Guard {
+        self.guard
+    }
+
     /// Gives the share back (the lock passes to a waiting writer after the last share).
     ///
     /// # Errors

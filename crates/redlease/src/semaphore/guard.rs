@@ -28,6 +28,12 @@ impl Permit {
         Self { guard, slot }
     }
 
+    /// The lease's guard and the slot, for the blocking permit.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_parts(self) -> (Guard, u32) {
+        (self.guard, self.slot)
+    }
+
     /// This permit's slot, in `0..limit`: no other current holder has it.
     pub fn slot(&self) -> u32 {
         self.slot

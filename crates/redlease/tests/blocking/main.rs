@@ -9,6 +9,7 @@
 
 mod lifecycle;
 mod outside_runtime;
+mod primitives;
 mod renewal;
 mod waiting;
 

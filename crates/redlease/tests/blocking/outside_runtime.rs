@@ -39,6 +39,14 @@ fn every_blocking_call_inside_a_runtime_is_a_config_error() {
         assert_refused(&client.list("*"));
         assert_refused(&client.force_release("inside"));
         assert_refused(&guard.extend(SECOND));
+        let semaphore = client.semaphore("other", 2);
+        assert_refused(&semaphore.try_acquire(SECOND));
+        assert_refused(&semaphore.acquire(&LockOptions::new(SECOND)));
+        assert_refused(&semaphore.resize());
+        let rwlock = client.rwlock("other");
+        assert_refused(&rwlock.try_read(SECOND));
+        assert_refused(&rwlock.read(&LockOptions::new(SECOND)));
+        assert_refused(&rwlock.write(&LockOptions::new(SECOND)));
         // What does not block works anywhere.
         assert!(guard.is_held());
         assert_eq!(guard.fence(), 1);
