@@ -268,10 +268,62 @@ async fn a_caller_connection_with_a_pubsub_client_is_woken_by_the_release() {
     assert!(guard.fence() > holder_fence);
 }
 
+/// What a `tracing` subscriber wrote, for tests that check a log line.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// One thread (the default test runtime), so that the subscriber set for it sees every event.
 #[tokio::test]
 async fn a_caller_connection_alone_polls() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
     let (server, holder_client) = setup().await;
     let client = caller_connection_client(&server, false).await;
+    // Contended, so it waits: the first wait of the client says that it polls.
+    let contended = LockOptions::new(SECOND).retry(Retry::fixed(ms(20)).timeout(ms(100)));
+    let blocker = holder_client
+        .try_acquire("blocker", 30 * SECOND)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            client.acquire("blocker", &contended).await,
+            Err(Error::TimedOut { .. })
+        ));
+    }
+    blocker.release().await.unwrap();
+    let said = captured.text();
+    assert_eq!(
+        said.matches("waiters poll on their retry policy").count(),
+        1,
+        "the polling warning, once per client: {said}"
+    );
+    assert!(said.contains("WARN"), "{said}");
     let holder = holder_client
         .try_acquire("polls", 30 * SECOND)
         .await
