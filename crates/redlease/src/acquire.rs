@@ -235,6 +235,8 @@ struct Acquisition<'a, C> {
     waited: Duration,
     /// The last wait was cut short to list the waiter again (see [`Acquisition::wait`]).
     relisted: bool,
+    /// The last attempt followed a hand-off: the arbiter's grant in it was handed to us.
+    handed_round: bool,
 }
 
 impl<'a, C: Claim> Acquisition<'a, C> {
@@ -259,6 +261,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             handed: None,
             waited: Duration::ZERO,
             relisted: false,
+            handed_round: false,
         }
     }
 
@@ -288,6 +291,7 @@ impl<'a, C: Claim> Acquisition<'a, C> {
 
     /// One round over the backends (or a hand-off taken as it is); the fence when granted.
     async fn attempt(&mut self) -> Result<u64, Refused> {
+        self.handed_round = self.handed.is_some();
         if let Some(handed) = self.handed.take()
             && self.take_hand_off()
         {
@@ -315,14 +319,18 @@ impl<'a, C: Claim> Acquisition<'a, C> {
                 .map(|(entry, _)| entry.clone());
             let (claim, lease) = (claim.clone(), lease.clone());
             async move {
-                if let Some(sequence) = claim.fresh_attempt(&lease, &timing).filter(|_| first)
-                    && let Some(vote) =
-                        fresh_vote(&backend, &*claim, &lease, &sequence, limit).await
-                {
-                    return vote;
+                let mut found_held = false;
+                if let Some(sequence) = claim.fresh_attempt(&lease, &timing).filter(|_| first) {
+                    match fresh_vote(&backend, &*claim, &lease, &sequence, limit).await {
+                        Ok(vote) => return vote,
+                        Err(FreshFallback { held }) => found_held = held,
+                    }
                 }
                 let call = claim.attempt(&lease, &timing, entry.as_deref(), earlier);
-                vote(&backend, &*claim, &lease, &call, limit).await
+                match vote(&backend, &*claim, &lease, &call, limit).await {
+                    Vote::Granted(fence) if found_held => Vote::GrantedAfterHeld(fence),
+                    vote => vote,
+                }
             }
         };
         let raise = |backend: Arc<Backend>, fence: u64, limit: Duration| {
@@ -420,10 +428,22 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         let unlisted = self
             .entry_sent_to
             .is_some_and(|backend| refused.granted_on.contains(&backend));
+        // A round after a hand-off that failed elsewhere (a newcomer took the other backends
+        // first) keeps the arbiter's grant for one more round at once: given back, the arbiter
+        // would be free, and a newcomer whose request reaches it only then would win. The
+        // newcomer finds it held and gives its backends back (see `quorum::decide`).
+        let keep_arbiter = self.entry_sent_to.filter(|backend| {
+            contended && self.handed_round && refused.granted_on.contains(backend)
+        });
+        let mut give_back_on = refused.granted_on;
+        if let Some(arbiter) = keep_arbiter {
+            give_back_on.retain(|&backend| backend != arbiter);
+        }
         if unlisted {
             self.earlier.listed = false;
             list_now |= contended && self.wakeups.is_some() && !self.relisted;
         }
+        list_now |= keep_arbiter.is_some();
         self.relisted = unlisted && list_now;
         // A listed waiter that wake-ups reach waits for its hand-off: it comes back only to
         // keep the waiters list alive, or when the holder's lease runs out (the holder may be
@@ -456,10 +476,8 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         // (keeping it would let split votes repeat until every lease expires). This finishes
         // before the next attempt, which reuses the token and must not be undone by it.
         let give_back = async {
-            if !refused.granted_on.is_empty() {
-                self.engine
-                    .give_back(&self.lease, &refused.granted_on)
-                    .await;
+            if !give_back_on.is_empty() {
+                self.engine.give_back(&self.lease, &give_back_on).await;
             }
         };
         let lease = &self.lease;
@@ -546,34 +564,40 @@ async fn vote<C: Claim>(
     }
 }
 
-/// One backend's vote in a fresh attempt (see [`Claim::fresh_attempt`]); `None` when the
-/// script attempt must follow, to list the waiter or to say what is wrong.
+/// A fresh attempt that the script attempt must follow, to list the waiter or to say what is
+/// wrong.
+struct FreshFallback {
+    /// The fresh attempt found the lease held by another.
+    held: bool,
+}
+
+/// One backend's vote in a fresh attempt (see [`Claim::fresh_attempt`]).
 async fn fresh_vote<C: Claim>(
     backend: &Backend,
     claim: &C,
     lease: &Lease,
     sequence: &Sequence,
     limit: Duration,
-) -> Option<Vote> {
+) -> Result<Vote, FreshFallback> {
     let (replies, shortfall) = match backend
         .run(sequence, ACQUIRING, limit, Durability::Replicated)
         .await
     {
         Ok(answer) => answer,
-        Err(Error::Backend(e)) => return Some(Vote::Failed(e)),
-        Err(fatal) => return Some(Vote::Fatal(fatal)),
+        Err(Error::Backend(e)) => return Ok(Vote::Failed(e)),
+        Err(fatal) => return Ok(Vote::Fatal(fatal)),
     };
     match (claim.fresh_outcome(&replies), shortfall) {
-        (Fresh::Granted(fence), None) => Some(Vote::Granted(fence)),
+        (Fresh::Granted(fence), None) => Ok(Vote::Granted(fence)),
         (Fresh::Granted(_), Some(shortfall)) => {
             give_back_on(backend, lease).await;
-            Some(Vote::Failed(shortfall))
+            Ok(Vote::Failed(shortfall))
         }
         (Fresh::Undo, _) => {
             give_back_on(backend, lease).await;
-            None
+            Err(FreshFallback { held: false })
         }
-        (Fresh::Taken, _) => None,
+        (Fresh::Taken, _) => Err(FreshFallback { held: true }),
     }
 }
 

@@ -109,12 +109,19 @@ impl Engine {
         // plan.
         lease.mark_lost(Lost::Released);
         tracing::trace!(target: "redlease::handoff", name = lease.name(), "release sent");
-        let mut outcome = self.quorum.release(lease.release_call(), None).await;
+        let arbiter = self.wake_backend();
+        let mut outcome = self
+            .quorum
+            .release(lease.release_call(), None, arbiter)
+            .await;
         // A connection that broke since its last use (a restarted server) fails the first
         // command sent on it, and the connection manager reconnects behind it. Releasing is
         // owner-only, so sending it once more is safe whatever the first one did.
         if outcome.as_ref().is_err_and(broken_connection) {
-            outcome = self.quorum.release(lease.release_call(), None).await;
+            outcome = self
+                .quorum
+                .release(lease.release_call(), None, arbiter)
+                .await;
         }
         tracing::trace!(target: "redlease::handoff", name = lease.name(), "release replied");
         self.meter.released(lease.name(), Some(&outcome));
@@ -124,7 +131,10 @@ impl Engine {
     /// Gives `lease` back on the backends in `only` (the grants of a failed round).
     pub(crate) async fn give_back(&self, lease: &Lease, only: &[usize]) {
         // Best effort: what is not given back expires after its TTL.
-        let _ = self.quorum.release(lease.release_call(), Some(only)).await;
+        let _ = self
+            .quorum
+            .release(lease.release_call(), Some(only), None)
+            .await;
     }
 
     /// Stops renewing `lease` and gives it back in the background, on the current Tokio runtime
@@ -137,7 +147,10 @@ impl Engine {
             let engine = self.clone();
             runtime.spawn(async move {
                 // Best effort: if this fails, the lease expires after its TTL.
-                let _ = engine.quorum.release(lease.release_call(), None).await;
+                let _ = engine
+                    .quorum
+                    .release(lease.release_call(), None, None)
+                    .await;
             });
         }
     }

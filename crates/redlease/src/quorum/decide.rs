@@ -21,6 +21,11 @@ pub(crate) fn majority(n: usize) -> usize {
 pub(crate) enum Vote {
     /// It granted the lease, with its fence counter's value.
     Granted(u64),
+    /// It granted the lease (with its fence counter's value) to a second request, after the
+    /// round's first request there found it held by another: a grant that counts, and must be
+    /// given back if the round fails, but an arbiter that answers so objects (it was handed to
+    /// a waiter, who gave it back after losing the other nodes to this round).
+    GrantedAfterHeld(u64),
     /// Another owner holds it there, for this much longer (`None`: unknown).
     Held(Option<Duration>),
     /// It could not be reached, did not answer in time, or failed in a way a retry may fix.
@@ -38,6 +43,9 @@ pub(crate) struct AcquireVotes {
     arbiter: Option<(usize, ArbiterSays)>,
     granted: Vec<(usize, u64)>,
     held: usize,
+    /// How many of the grants came after the node was found held (see
+    /// [`Vote::GrantedAfterHeld`]).
+    granted_after_held: usize,
     longest_hold: LongestHold,
     errors: Vec<BackendError>,
     fatal: Option<Error>,
@@ -80,6 +88,7 @@ impl AcquireVotes {
             arbiter: None,
             granted: Vec::with_capacity(n),
             held: 0,
+            granted_after_held: 0,
             longest_hold: LongestHold::NoneYet,
             errors: Vec::new(),
             fatal: None,
@@ -106,7 +115,7 @@ impl AcquireVotes {
         if let Some((arbiter, says)) = &mut self.arbiter
             && *arbiter == node
         {
-            *says = if matches!(vote, Vote::Held(_)) {
+            *says = if matches!(vote, Vote::Held(_) | Vote::GrantedAfterHeld(_)) {
                 ArbiterSays::Held
             } else {
                 ArbiterSays::NoObjection
@@ -114,6 +123,10 @@ impl AcquireVotes {
         }
         match vote {
             Vote::Granted(fence) => self.granted.push((node, fence)),
+            Vote::GrantedAfterHeld(fence) => {
+                self.granted.push((node, fence));
+                self.granted_after_held += 1;
+            }
             Vote::Held(remaining) => {
                 self.held += 1;
                 self.longest_hold = match (self.longest_hold, remaining) {
@@ -154,7 +167,7 @@ impl AcquireVotes {
             Some(fatal) => fatal,
             // Contention: other owners hold enough nodes that no majority was possible, or a
             // majority of nodes answered and their votes split. Too few answers is not.
-            None if self.held > 0
+            None if self.held + self.granted_after_held > 0
                 && (self.held > self.n - quorum || self.granted.len() + self.held >= quorum) =>
             {
                 Error::Contended {
@@ -315,23 +328,42 @@ impl ExtendVotes {
 #[derive(Debug, Clone)]
 pub(crate) struct ReleaseVotes {
     n: usize,
+    /// The arbiter (see [`ReleaseVotes::with_arbiter`]), and whether it answered.
+    arbiter: Option<(usize, bool)>,
     released: usize,
     taken: usize,
     errors: Vec<BackendError>,
 }
 
 impl ReleaseVotes {
-    pub(crate) fn new(n: usize) -> Self {
+    /// A release by a client whose waiters are listed on node `arbiter`, of several: decided
+    /// only once the arbiter answered too (or failed). Every client of the same nodes has the
+    /// same arbiter, and their acquires do not take a majority while the arbiter is held (see
+    /// [`AcquireVotes::with_arbiter`]): a release that returned before the arbiter ran it
+    /// would leave anyone acting on its return (taking the lock at once, say) contended.
+    pub(crate) fn with_arbiter(n: usize, arbiter: Option<usize>) -> Self {
         Self {
             n,
+            arbiter: arbiter
+                .filter(|&node| n > 1 && node < n)
+                .map(|node| (node, false)),
             released: 0,
             taken: 0,
             errors: Vec::new(),
         }
     }
 
-    /// Counts one answer; a fatal error ends the round with it.
-    pub(crate) fn count(&mut self, answer: Result<Ownership, Error>) -> Result<(), Error> {
+    /// Counts node `node`'s answer; a fatal error ends the round with it.
+    pub(crate) fn count(
+        &mut self,
+        node: usize,
+        answer: Result<Ownership, Error>,
+    ) -> Result<(), Error> {
+        if let Some((arbiter, answered)) = &mut self.arbiter
+            && *arbiter == node
+        {
+            *answered = true;
+        }
         match answer {
             Ok(Ok(())) => self.released += 1,
             Ok(Err(Lost::HeldByOther)) => self.taken += 1,
@@ -342,9 +374,10 @@ impl ReleaseVotes {
         Ok(())
     }
 
-    /// A majority released it: decided, whatever the rest answer.
+    /// A majority released it (and the arbiter, if any, answered): decided, whatever the rest
+    /// answer.
     pub(crate) fn released(&self) -> bool {
-        self.released >= majority(self.n)
+        self.released >= majority(self.n) && self.arbiter.is_none_or(|(_, answered)| answered)
     }
 
     /// The outcome once every node answered without a majority releasing.

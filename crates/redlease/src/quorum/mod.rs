@@ -265,19 +265,20 @@ impl Quorum {
     }
 
     /// Runs `call` (a release) on every backend, or on `only` these. Returns once a majority
-    /// released, or when every backend has answered; requests to slower backends are still
-    /// delivered.
+    /// released (and `arbiter`, if any, answered: see [`ReleaseVotes::with_arbiter`]), or when
+    /// every backend has answered; requests to slower backends are still delivered.
     pub(crate) async fn release(
         &self,
         call: Call,
         only: Option<&[usize]>,
+        arbiter: Option<usize>,
     ) -> Result<ReleaseOutcome, Error> {
         const CONTEXT: &str = "releasing a lease";
-        let mut votes = ReleaseVotes::new(self.len());
+        let mut votes = ReleaseVotes::with_arbiter(self.len(), arbiter);
         if let (Some(backend), None) = (self.only(), only) {
             let limit = backend.command_timeout();
             let reply = backend.call(&call, CONTEXT, limit, Durability::Plain).await;
-            votes.count(reply.map(|reply| reply.ownership()))?;
+            votes.count(0, reply.map(|reply| reply.ownership()))?;
             return if votes.released() {
                 Ok(ReleaseOutcome::Released)
             } else {
@@ -296,8 +297,8 @@ impl Quorum {
                     .map(|reply| reply.ownership())
             }
         });
-        while let Some((_, reply)) = replies.next().await {
-            votes.count(reply)?;
+        while let Some((index, reply)) = replies.next().await {
+            votes.count(index, reply)?;
             if votes.released() {
                 finish_in_background(replies);
                 return Ok(ReleaseOutcome::Released);

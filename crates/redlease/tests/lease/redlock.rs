@@ -401,9 +401,9 @@ async fn a_release_reaches_the_waiter_before_the_releasing_client_comes_back() {
     let warmed = warming.await.unwrap().unwrap();
     assert_eq!(warmed.release().await.unwrap(), ReleaseOutcome::Released);
     // Without the arbiter rule the releasing client wins the two freed nodes on almost every
-    // release. With it, it wins only when its request to the arbiter is delayed past the
-    // whole of the waiter's failed round (a known limit, see DESIGN.md): rare, so a few of
-    // the hand-offs may go to it, but not many.
+    // release (7 of 10 here). With it, it could win only if its first request to the arbiter
+    // were delayed past two of the waiter's rounds (DESIGN.md): 0 in 300 under load, so one
+    // is allowed.
     let hand_offs = 10;
     let mut barged = 0;
     for _ in 0..hand_offs {
@@ -444,7 +444,7 @@ async fn a_release_reaches_the_waiter_before_the_releasing_client_comes_back() {
         assert_eq!(guard.release().await.unwrap(), ReleaseOutcome::Released);
     }
     assert!(
-        barged <= 3,
+        barged <= 1,
         "the releasing client barged in on {barged} of {hand_offs} hand-offs"
     );
 }

@@ -170,22 +170,40 @@ fn extensions_decide_early_and_report_why_a_lease_is_lost() {
 
 #[test]
 fn releases_say_what_they_found() {
-    let mut votes = ReleaseVotes::new(1);
-    votes.count(Ok(Ok(()))).unwrap();
+    let mut votes = ReleaseVotes::with_arbiter(1, None);
+    votes.count(0, Ok(Ok(()))).unwrap();
     assert!(votes.released());
 
-    let mut votes = ReleaseVotes::new(3);
-    votes.count(Ok(Err(Lost::Expired))).unwrap();
-    votes.count(Ok(Err(Lost::HeldByOther))).unwrap();
-    votes.count(Ok(Err(Lost::Expired))).unwrap();
+    let mut votes = ReleaseVotes::with_arbiter(3, None);
+    votes.count(0, Ok(Err(Lost::Expired))).unwrap();
+    votes.count(1, Ok(Err(Lost::HeldByOther))).unwrap();
+    votes.count(2, Ok(Err(Lost::Expired))).unwrap();
     assert_eq!(votes.outcome().unwrap(), ReleaseOutcome::HeldByOther);
 
     // One released, one silent: the silent one might have held ours, so it is not "expired".
-    let mut votes = ReleaseVotes::new(3);
-    votes.count(Ok(Ok(()))).unwrap();
-    votes.count(Err(Error::Backend(down()))).unwrap();
-    votes.count(Ok(Err(Lost::Expired))).unwrap();
+    let mut votes = ReleaseVotes::with_arbiter(3, None);
+    votes.count(0, Ok(Ok(()))).unwrap();
+    votes.count(1, Err(Error::Backend(down()))).unwrap();
+    votes.count(2, Ok(Err(Lost::Expired))).unwrap();
     assert!(votes.outcome().is_err());
+}
+
+#[test]
+fn a_release_waits_for_the_arbiter_unless_it_fails() {
+    let mut votes = ReleaseVotes::with_arbiter(3, Some(0));
+    votes.count(1, Ok(Ok(()))).unwrap();
+    votes.count(2, Ok(Ok(()))).unwrap();
+    assert!(!votes.released(), "the arbiter has not answered");
+    votes.count(0, Err(Error::Backend(down()))).unwrap();
+    assert!(votes.released(), "a failed arbiter does not hold it up");
+
+    let mut votes = ReleaseVotes::with_arbiter(3, Some(0));
+    votes.count(0, Ok(Ok(()))).unwrap();
+    votes.count(2, Ok(Ok(()))).unwrap();
+    assert!(votes.released(), "the arbiter among the majority");
+    let mut votes = ReleaseVotes::with_arbiter(1, Some(0));
+    votes.count(0, Ok(Ok(()))).unwrap();
+    assert!(votes.released(), "one node has no arbiter to wait for");
 }
 
 // ---- Property tests: the tallies against a plain reading of the rules. ----
@@ -206,7 +224,7 @@ fn reference(n: usize, votes: &[Vote]) -> Expected {
         let grants: Vec<u64> = prefix
             .iter()
             .filter_map(|v| match v {
-                Vote::Granted(f) => Some(*f),
+                Vote::Granted(f) | Vote::GrantedAfterHeld(f) => Some(*f),
                 _ => None,
             })
             .collect();
@@ -220,7 +238,7 @@ fn reference(n: usize, votes: &[Vote]) -> Expected {
     }
     let count = |f: fn(&Vote) -> bool| votes.iter().filter(|v| f(v)).count();
     let held = count(|v| matches!(v, Vote::Held(_)));
-    let granted = count(|v| matches!(v, Vote::Granted(_)));
+    let granted = count(|v| matches!(v, Vote::Granted(_) | Vote::GrantedAfterHeld(_)));
     if count(|v| matches!(v, Vote::Fatal(_))) > 0 {
         Expected::Fatal
     } else if held > 0 && (held > n - quorum || granted + held >= quorum) {
@@ -233,6 +251,7 @@ fn reference(n: usize, votes: &[Vote]) -> Expected {
 fn vote() -> impl Strategy<Value = Vote> {
     prop_oneof![
         4 => (0u64..100).prop_map(Vote::Granted),
+        1 => (0u64..100).prop_map(Vote::GrantedAfterHeld),
         3 => proptest::option::of(0u64..1000).prop_map(|r| Vote::Held(r.map(Duration::from_millis))),
         2 => Just(Vote::Failed(BackendError::new(BackendErrorKind::Timeout, "n", "test", None))),
         1 => Just(Vote::Fatal(Error::WrongType { key: "k".to_owned(), found: "hash".to_owned() })),
@@ -256,6 +275,31 @@ fn a_majority_without_the_arbiter_held_by_another_is_given_back() {
     // Without an arbiter, or with the arbiter among the grants, the majority wins.
     assert_eq!(run(3, &votes).unwrap(), 3);
     assert_eq!(run_with_arbiter(3, Some(0), &votes).unwrap(), 3);
+}
+
+#[test]
+fn an_arbiter_granted_only_after_it_was_found_held_objects_but_is_given_back() {
+    // The releasing worker's first look found the arbiter handed to a waiter; the waiter gave
+    // it back (it lost the other nodes to this round) before the worker's second request.
+    let votes = [
+        Vote::Granted(3),
+        Vote::Granted(3),
+        Vote::GrantedAfterHeld(4),
+    ];
+    let refused = run_with_arbiter(3, Some(2), &votes).unwrap_err();
+    assert!(
+        matches!(refused.error, Error::Contended { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(refused.granted_on, [0, 1, 2], "every grant is given back");
+    // Elsewhere it is a grant like any other.
+    let votes = [
+        Vote::GrantedAfterHeld(4),
+        Vote::Held(None),
+        Vote::Granted(3),
+    ];
+    assert_eq!(run_with_arbiter(3, Some(2), &votes).unwrap(), 4);
+    assert_eq!(run(3, &votes).unwrap(), 4);
 }
 
 #[test]
@@ -283,10 +327,15 @@ proptest! {
         arbiter in 0usize..7,
     ) {
         let arbiter = arbiter % n;
-        if let Counted::Won(fence) = run_with_arbiter(n, Some(arbiter), &votes) {
+        if let Counted::Won(fence) = run_with_arbiter(n, Some(arbiter), &votes)
+            && n > 1
+        {
             // Waiting for the arbiter may count more grants, so the fence is no smaller.
             prop_assert!(run(n, &votes).unwrap() <= fence);
-            prop_assert!(!matches!(votes[arbiter], Vote::Held(_)), "won with the arbiter held");
+            prop_assert!(
+                !matches!(votes[arbiter], Vote::Held(_) | Vote::GrantedAfterHeld(_)),
+                "won with the arbiter held"
+            );
         }
     }
 
@@ -309,7 +358,10 @@ proptest! {
                     ref other => return Err(TestCaseError::fail(format!("{other:?}"))),
                 };
                 prop_assert_eq!(kind, expected);
-                let grants = votes.iter().filter(|v| matches!(v, Vote::Granted(_))).count();
+                let grants = votes
+                    .iter()
+                    .filter(|v| matches!(v, Vote::Granted(_) | Vote::GrantedAfterHeld(_)))
+                    .count();
                 prop_assert_eq!(refused.granted_on.len(), grants, "every grant is given back");
             }
         }
