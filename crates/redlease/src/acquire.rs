@@ -444,7 +444,9 @@ impl<'a, C: Claim> Acquisition<'a, C> {
             list_now |= contended && self.wakeups.is_some() && !self.relisted;
         }
         list_now |= keep_arbiter.is_some();
-        self.relisted = unlisted && list_now;
+        // The kept round does not count: if it fails too, the next one lists the waiter again
+        // (the arbiter it gives back goes to the next waiter), else it would poll.
+        self.relisted = unlisted && list_now && keep_arbiter.is_none();
         // A listed waiter that wake-ups reach waits for its hand-off: it comes back only to
         // keep the waiters list alive, or when the holder's lease runs out (the holder may be
         // gone without a release). Otherwise the retry policy's delay is the longest wait.
