@@ -432,21 +432,19 @@ impl<'a, C: Claim> Acquisition<'a, C> {
         // first) keeps the arbiter's grant for one more round at once: given back, the arbiter
         // would be free, and a newcomer whose request reaches it only then would win. The
         // newcomer finds it held and gives its backends back (see `quorum::decide`).
-        let keep_arbiter = self.entry_sent_to.filter(|backend| {
-            contended && self.handed_round && refused.granted_on.contains(backend)
-        });
+        let keep_arbiter = unlisted && contended && self.handed_round;
         let mut give_back_on = refused.granted_on;
-        if let Some(arbiter) = keep_arbiter {
-            give_back_on.retain(|&backend| backend != arbiter);
+        if keep_arbiter {
+            give_back_on.retain(|&backend| Some(backend) != self.entry_sent_to);
         }
         if unlisted {
             self.earlier.listed = false;
             list_now |= contended && self.wakeups.is_some() && !self.relisted;
         }
-        list_now |= keep_arbiter.is_some();
+        list_now |= keep_arbiter;
         // The kept round does not count: if it fails too, the next one lists the waiter again
         // (the arbiter it gives back goes to the next waiter), else it would poll.
-        self.relisted = unlisted && list_now && keep_arbiter.is_none();
+        self.relisted = unlisted && list_now && !keep_arbiter;
         // A listed waiter that wake-ups reach waits for its hand-off: it comes back only to
         // keep the waiters list alive, or when the holder's lease runs out (the holder may be
         // gone without a release). Otherwise the retry policy's delay is the longest wait.
